@@ -1,0 +1,36 @@
+"""The falcon application: every route at `/` and under `/1.0`, errors in step-ca's form."""
+
+from __future__ import annotations
+
+import falcon
+
+from api import health, provisioners, roots, sign
+from api.render import handle_ca_error, handle_http_error, handle_unexpected
+from appliance.authority import Authority
+from provisioners.errors import CAError
+
+
+def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Response]:
+    """Wire resources to routes; no CA logic here."""
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(CAError, handle_ca_error)
+    routes: list[tuple[str, object]] = [
+        ("/health", health.Health()),
+        ("/version", health.Version()),
+        ("/root/{sha}", roots.Root(authority)),
+        ("/roots", roots.Roots(authority)),
+        ("/roots.pem", roots.RootsPEM(authority)),
+        ("/intermediates", roots.Intermediates(authority)),
+        ("/intermediates.pem", roots.IntermediatesPEM(authority)),
+        ("/federation", roots.Federation(authority)),
+        ("/provisioners", provisioners.Provisioners(authority)),
+        ("/provisioners/{kid}/encrypted-key", provisioners.EncryptedKey(authority)),
+        ("/sign", sign.Sign(authority)),
+    ]
+    for path, resource in routes:
+        app.add_route(path, resource)
+        app.add_route("/1.0" + path, resource)
+    return app

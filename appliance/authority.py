@@ -1,0 +1,205 @@
+"""The authority: verify a request, build the certificate, sign it, record it.
+
+All CA logic lives here; the HTTP layer only parses and renders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from appliance import csr_checks
+from appliance.config import CAConfig
+from appliance.db.engine import database_url, migrate, open_engine
+from appliance.db.repository import Repository, UsedToken
+from appliance.profiles import LeafRequest, SubjectAltNames, build_leaf, subject_name
+from appliance.validity import check_window, requested_window
+from keystores import KeyStoreError, open_keystore
+from provisioners.audience import Method, audiences
+from provisioners.errors import CAError, bad_request, unauthorized
+from provisioners.registry import ProvisionerRegistry, parse_token
+
+log = logging.getLogger(__name__)
+_SPKI = PublicFormat.SubjectPublicKeyInfo
+
+
+class AuthorityError(RuntimeError):
+    """The CA cannot start: a missing file, a wrong password, a bad config."""
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle (or one DER certificate)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AuthorityError(f"error reading {path}: {exc.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise AuthorityError(f"error parsing {path}: not a certificate") from None
+    return certs
+
+
+def pem(cert: x509.Certificate) -> str:
+    """A certificate as the PEM string step-ca puts in JSON."""
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER, lowercase hex: step's root fingerprint."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """A new certificate and the chain that goes with it (leaf first, no root)."""
+
+    certificate: x509.Certificate
+    chain: list[x509.Certificate]
+
+
+class Authority:
+    """One CA: its roots, its intermediate and signer, its provisioners and its database."""
+
+    def __init__(self, config: CAConfig, password: bytes | None = None) -> None:
+        self.config = config
+        self.start_time = int(time.time())
+        self.roots = [c for p in config.roots for c in load_certificates(p)]
+        self.federated_roots = [c for p in config.federated_roots for c in load_certificates(p)]
+        self.intermediates = load_certificates(config.crt)
+        self._by_fingerprint = {fingerprint(c): c for c in self.roots + self.federated_roots}
+        if password is None and config.password:
+            password = config.password.encode()
+        try:
+            store = open_keystore(config.key, password=password, base_dir=config.base_dir)
+            self.signer: CertificateIssuerPrivateKeyTypes = store.signer(config.key)
+        except KeyStoreError as exc:
+            raise AuthorityError(str(exc)) from None
+        self.keystore = store
+        issuer_public = self.intermediates[0].public_key().public_bytes(Encoding.DER, _SPKI)
+        if self.signer.public_key().public_bytes(Encoding.DER, _SPKI) != issuer_public:
+            raise AuthorityError(
+                f"the key {config.key} does not match the certificate {config.crt}"
+            )
+        self.registry = ProvisionerRegistry(config.provisioners, config.claims)
+        self._audiences = {m: audiences(config.dns_names, m) for m in Method}
+        self._all_audiences = sorted({a for v in self._audiences.values() for a in v})
+        engine = open_engine(database_url(config.db, config.base_dir))
+        migrate(engine)
+        self.repository = Repository(engine)
+
+    def after_fork(self) -> None:
+        """In a new worker process: drop pooled connections inherited from the parent."""
+        self.repository.engine.dispose(close=False)
+
+    # --- lookups --------------------------------------------------------------------------
+
+    def root_by_fingerprint(self, sha: str) -> x509.Certificate:
+        """A root or federated root by SHA-256 (hex, `-` and case ignored)."""
+        cert = self._by_fingerprint.get(sha.replace("-", "").lower())
+        if cert is None:
+            sum_ = sha.replace("-", "").lower()
+            raise CAError(
+                404,
+                "root not found",
+                public=f'root certificate with fingerprint "{sum_}" was not found',
+            )
+        return cert
+
+    def federation(self) -> list[x509.Certificate]:
+        """Own roots and federated roots, each once."""
+        seen: dict[str, x509.Certificate] = {}
+        for cert in self.roots + self.federated_roots:
+            seen.setdefault(fingerprint(cert), cert)
+        return list(seen.values())
+
+    # --- signing --------------------------------------------------------------------------
+
+    def sign(
+        self, csr_pem: str, ott: str, not_before: str | None = None, not_after: str | None = None
+    ) -> SignResult:
+        """POST /sign: authorise the token, check the CSR, issue and record the certificate."""
+        now = datetime.now(UTC)
+        csr = csr_checks.parse_csr(csr_pem)
+        token = parse_token(ott)
+        prov = self.registry.for_token(token, self._all_audiences)
+        self._check_issued_at(token.claims.get("iat"))
+        options = prov.authorize(token, Method.SIGN, self._audiences[Method.SIGN])
+        csr_checks.check_fingerprint(csr, options)
+        csr_checks.check_names(csr, options)
+        csr_checks.check_key(csr)
+        window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
+        check_window(window, now, options.claims, self.config.backdate)
+        if self.repository.token_used(options.token_id):
+            raise unauthorized("authority.Authorize: token already used")
+        request = LeafRequest(
+            subject=subject_name(options.subject, self.config.template),
+            sans=SubjectAltNames.split(options.sans),
+            public_key=csr.public_key(),
+            not_before=window.not_before,
+            not_after=window.not_after,
+            extension=options.extension,
+        )
+        cert = build_leaf(request, self.intermediates[0], self.signer)
+        self.repository.record_issuance(
+            UsedToken(options.token_id, options.provisioner_name, options.token_expires),
+            cert,
+            options.provisioner_name,
+        )
+        log.info(
+            "issued serial=%s subject=%r provisioner=%r not_after=%s",
+            cert.serial_number,
+            options.subject,
+            options.provisioner_name,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return SignResult(cert, [cert, *self.intermediates])
+
+    def _check_issued_at(self, iat: object) -> None:
+        if self.config.disable_issued_at_check or iat is None:
+            return
+        if not isinstance(iat, (int, float)):
+            raise unauthorized("authority.authorizeToken: invalid iat claim")
+        if int(iat) < self.start_time:
+            raise unauthorized(
+                "authority.authorizeToken: token issued before the bootstrap of certificate "
+                "authority"
+            )
+
+    def issue_server_certificate(
+        self, public_key: CertificatePublicKeyTypes, duration: timedelta
+    ) -> SignResult:
+        """The CA's own TLS certificate: CN commonName, SANs dnsNames, backdated 1 minute."""
+        now = datetime.now(UTC)
+        request = LeafRequest(
+            subject=subject_name(self.config.common_name),
+            sans=SubjectAltNames.split(self.config.dns_names),
+            public_key=public_key,
+            not_before=now - self.config.backdate,
+            not_after=now + duration,
+        )
+        cert = build_leaf(request, self.intermediates[0], self.signer)
+        return SignResult(cert, [cert, *self.intermediates])
+
+
+def require_csr(value: object) -> str:
+    """The `csr` field of a request body: present and a string."""
+    if value in (None, ""):
+        raise bad_request("missing csr")
+    if not isinstance(value, str):
+        raise bad_request("invalid csr")
+    return value

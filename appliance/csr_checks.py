@@ -1,0 +1,100 @@
+"""Checks of a CSR against what a token allows (step-ca's CSR validators)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from appliance.profiles import SubjectAltNames
+from provisioners.base import SignOptions
+from provisioners.errors import bad_request, forbidden
+
+MIN_RSA_BITS = 2048
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def parse_csr(pem: str) -> x509.CertificateSigningRequest:
+    """Parse a PEM CSR and check its self-signature (400 `invalid csr` when it is wrong)."""
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode())
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise bad_request("invalid csr") from None
+    try:
+        ok = csr.is_signature_valid
+    except Exception:  # an unsupported key or algorithm cannot be checked: treat as invalid
+        ok = False
+    if not ok:
+        raise bad_request("invalid csr")
+    return csr
+
+
+def common_name(csr: x509.CertificateSigningRequest) -> str:
+    """The CSR's CN, or ""."""
+    attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _fmt(values: tuple[object, ...] | list[object]) -> str:
+    return "[" + " ".join(str(v) for v in values) + "]"
+
+
+def check_key(csr: x509.CertificateSigningRequest) -> None:
+    """RSA >= 2048 bits; ECDSA on P-256/384/521; Ed25519. Anything else is refused."""
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise forbidden(
+                f"certificate request RSA key must be at least {MIN_RSA_BITS} bits "
+                f"({MIN_RSA_BITS // 8} bytes)"
+            )
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, _CURVES):
+            raise forbidden(f"certificate request EC key curve {key.curve.name} is not supported")
+    elif not isinstance(key, ed25519.Ed25519PublicKey):
+        raise bad_request(
+            f"certificate request key of type '{type(key).__name__}' is not supported"
+        )
+
+
+def check_names(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
+    """CN must be empty, the subject or a SAN; each SAN type present must equal the token's."""
+    cn = common_name(csr)
+    if cn and cn != options.subject and cn not in options.sans:
+        raise forbidden(
+            f"certificate request does not contain the valid common name - got {cn}, "
+            f"want {_fmt([options.subject, *options.sans])}"
+        )
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        ext = None
+    got = SubjectAltNames.of(ext)
+    want = SubjectAltNames.split(options.sans)
+    for label, got_v, want_v in (
+        ("DNS names", got.dns, want.dns),
+        ("email addresses", got.emails, want.emails),
+        ("IP addresses", got.ips, want.ips),
+        ("URIs", got.uris, want.uris),
+    ):
+        if got_v and set(got_v) != set(want_v):
+            raise forbidden(
+                f"certificate request does not contain the valid {label} - "
+                f"got {_fmt(list(got_v))}, want {_fmt(list(want_v))}"
+            )
+
+
+def check_fingerprint(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
+    """A token's `cnf` binds it to one CSR: base64url SHA-256 of the CSR's DER."""
+    if options.csr_fingerprint is None:
+        return
+    digest = hashlib.sha256(csr.public_bytes(Encoding.DER)).digest()
+    actual = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    if actual != options.csr_fingerprint:
+        raise forbidden(
+            f'certificate request fingerprint does not match "{options.csr_fingerprint}"'
+        )

@@ -1,0 +1,78 @@
+"""Open the CA's database from ca.json's `db` block and bring its schema up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from appliance.steppath import resolve
+
+SQLITE_FILE = "stepstone.db"
+
+
+class DatabaseConfigError(ValueError):
+    """A `db` block we cannot turn into a database URL."""
+
+
+def database_url(db: dict[str, Any] | None, base: Path) -> str:
+    """The SQLAlchemy URL for a `db` block; SQLite under STEPPATH by default.
+
+    `dataSource` takes any SQLAlchemy URL. step's badger/bbolt configs name a directory: we
+    keep a SQLite file there, so a step-ca ca.json works unchanged.
+    """
+    source = str((db or {}).get("dataSource") or "")
+    if "://" in source:
+        if source.startswith("postgresql://"):
+            source = "postgresql+psycopg://" + source[len("postgresql://") :]
+        try:
+            make_url(source)
+        except ArgumentError as exc:
+            raise DatabaseConfigError(f"db.dataSource: {exc}") from None
+        return source
+    path = resolve(source, base) if source else base / "db"
+    if path.suffix in (".db", ".sqlite", ".sqlite3"):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return f"sqlite:///{path}"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return f"sqlite:///{path / SQLITE_FILE}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine with SQLite in WAL mode and durable commits; files made 0600."""
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        db_file = engine.url.database
+        if db_file and db_file != ":memory:":
+            p = Path(db_file)
+            if not p.exists():
+                p.touch(mode=0o600)
+            p.chmod(0o600)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Apply the alembic migrations up to head (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    import migrations
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,256 @@
+"""Certificate profiles: root, intermediate and leaf, as step-ca builds them.
+
+Every builder takes a `cryptography` private-key object as the issuer's signer, so keys in
+files, HSMs and YubiKeys all sign through the same code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from provisioners.extension import ProvisionerExtension
+
+CA_VALIDITY = timedelta(days=10 * 365)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+_TEMPLATE_ATTRS = [
+    ("country", NameOID.COUNTRY_NAME),
+    ("organization", NameOID.ORGANIZATION_NAME),
+    ("organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("locality", NameOID.LOCALITY_NAME),
+    ("province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("streetAddress", NameOID.STREET_ADDRESS),
+    ("serialNumber", NameOID.SERIAL_NUMBER),
+]
+
+
+def random_serial() -> int:
+    """A random serial in [1, 2^128), as step-ca draws them."""
+    return secrets.randbits(128) or 1
+
+
+def hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+    """The signature hash step uses for an issuer key (None for EdDSA)."""
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {256: hashes.SHA256(), 384: hashes.SHA384()}.get(key.curve.key_size, hashes.SHA512())
+    return hashes.SHA256()
+
+
+@dataclass(frozen=True)
+class SubjectAltNames:
+    """Names split by type the way step splits a token's `sans`."""
+
+    dns: tuple[str, ...] = ()
+    ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    emails: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+
+    @classmethod
+    def split(cls, names: tuple[str, ...] | list[str]) -> SubjectAltNames:
+        """IP if it parses as one, URI if it has a scheme, email if it has @, else DNS."""
+        dns: list[str] = []
+        ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        emails: list[str] = []
+        uris: list[str] = []
+        for name in names:
+            try:
+                ips.append(ipaddress.ip_address(name))
+                continue
+            except ValueError:
+                pass
+            if _SCHEME.match(name):
+                uris.append(name)
+            elif "@" in name:
+                emails.append(name)
+            else:
+                dns.append(name)
+        return cls(tuple(dns), tuple(ips), tuple(emails), tuple(uris))
+
+    @classmethod
+    def of(cls, ext_value: x509.SubjectAlternativeName | None) -> SubjectAltNames:
+        """Names of a SAN extension (of a CSR or a certificate)."""
+        if ext_value is None:
+            return cls()
+        return cls(
+            tuple(ext_value.get_values_for_type(x509.DNSName)),
+            tuple(
+                ip
+                for ip in ext_value.get_values_for_type(x509.IPAddress)
+                if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address))
+            ),
+            tuple(ext_value.get_values_for_type(x509.RFC822Name)),
+            tuple(ext_value.get_values_for_type(x509.UniformResourceIdentifier)),
+        )
+
+    def general_names(self) -> list[x509.GeneralName]:
+        out: list[x509.GeneralName] = [x509.DNSName(n) for n in self.dns]
+        out += [x509.IPAddress(ip) for ip in self.ips]
+        out += [x509.RFC822Name(e) for e in self.emails]
+        out += [x509.UniformResourceIdentifier(u) for u in self.uris]
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.dns or self.ips or self.emails or self.uris)
+
+
+def subject_name(common_name: str, template: dict[str, Any] | None = None) -> x509.Name:
+    """CN plus the `authority.template` defaults (country, organization, ...)."""
+    attrs: list[x509.NameAttribute[Any]] = []
+    for key, oid in _TEMPLATE_ATTRS:
+        value = (template or {}).get(key)
+        values = value if isinstance(value, list) else [value] if value else []
+        attrs += [x509.NameAttribute(oid, str(v)) for v in values]
+    if common_name:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _ca_name(common_name: str, organization: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_root(name: str, key: CertificateIssuerPrivateKeyTypes, now: datetime) -> x509.Certificate:
+    """Self-signed root: `<name> Root CA`, 10 years, path length 1."""
+    subject = _ca_name(f"{name} Root CA", name)
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(random_serial())
+        .not_valid_before(now)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+    return builder.sign(key, hash_for(key))  # type: ignore[arg-type]
+
+
+def build_intermediate(
+    name: str,
+    public: CertificatePublicKeyTypes,
+    issuer: x509.Certificate,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    now: datetime,
+) -> x509.Certificate:
+    """`<name> Intermediate CA` signed by the root: 10 years, path length 0."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_ca_name(f"{name} Intermediate CA", name))
+        .issuer_name(issuer.subject)
+        .public_key(public)
+        .serial_number(random_serial())
+        .not_valid_before(now)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer.public_key()  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class LeafRequest:
+    """Everything a leaf needs besides the issuer."""
+
+    subject: x509.Name
+    sans: SubjectAltNames
+    public_key: CertificatePublicKeyTypes
+    not_before: datetime
+    not_after: datetime
+    extension: ProvisionerExtension | None = None
+
+
+def build_leaf(
+    req: LeafRequest, issuer: x509.Certificate, issuer_key: CertificateIssuerPrivateKeyTypes
+) -> x509.Certificate:
+    """A TLS leaf: KU digitalSignature (+keyEncipherment for RSA), EKU server+client auth."""
+    is_rsa = isinstance(req.public_key, rsa.RSAPublicKey)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(req.subject)
+        .issuer_name(issuer.subject)
+        .public_key(req.public_key)
+        .serial_number(random_serial())
+        .not_valid_before(req.not_before)
+        .not_valid_after(req.not_after)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    if req.sans:
+        # RFC 5280: the SAN extension is critical when the subject is empty.
+        critical = len(req.subject) == 0
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(req.sans.general_names()), critical=critical
+        )
+    if req.extension is not None:
+        builder = builder.add_extension(req.extension.to_x509_extension(), critical=False)
+    return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""The CA's own TLS: a short-lived server certificate it issues itself, renewed in place.
+
+The certificate and its key live in one file in a private runtime directory (the key encrypted
+with a random password that only this process tree holds). Every gunicorn worker keeps one
+SSL context and swaps in a new one when that file changes; whichever worker first sees the
+certificate past 2/3 of its life re-issues it under a file lock. Clients never see a restart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import secrets
+import ssl
+import tempfile
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
+
+from appliance.authority import Authority, pem
+from keystores import write_atomic
+
+log = logging.getLogger(__name__)
+
+# Go cipher-suite names (ca.json `tls.cipherSuites`) to OpenSSL's, for TLS 1.2.
+GO_TO_OPENSSL = {
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+}
+_VERSIONS = {
+    1.0: ssl.TLSVersion.TLSv1,
+    1.1: ssl.TLSVersion.TLSv1_1,
+    1.2: ssl.TLSVersion.TLSv1_2,
+    1.3: ssl.TLSVersion.TLSv1_3,
+}
+
+
+class ServerTLS:
+    """Issues, stores, renews and serves the CA's TLS certificate."""
+
+    def __init__(self, authority: Authority, runtime_dir: Path | None = None) -> None:
+        self.authority = authority
+        self.duration = authority.config.server_cert_duration
+        self.dir = runtime_dir or Path(tempfile.mkdtemp(prefix="stepstone-tls-"))
+        self.dir.chmod(0o700)
+        self.path = self.dir / "server.pem"
+        self._password = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        self._loaded_stat: tuple[int, int] | None = None
+        self._renew_at: datetime | None = None
+        self._client_cas = "".join(pem(c) for c in authority.roots + authority.intermediates)
+
+    # --- issuing --------------------------------------------------------------------------
+
+    def issue(self) -> x509.Certificate:
+        """Issue a new certificate and key and replace the file atomically."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        result = self.authority.issue_server_certificate(key.public_key(), self.duration)
+        key_pem = key.private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(self._password)
+        )
+        chain = "".join(pem(c) for c in result.chain).encode()
+        write_atomic(self.path, chain + key_pem, mode=0o600)
+        log.info(
+            "issued the CA's TLS certificate serial=%s valid until %s",
+            result.certificate.serial_number,
+            result.certificate.not_valid_after_utc.isoformat(),
+        )
+        return result.certificate
+
+    @staticmethod
+    def renewal_time(cert: x509.Certificate) -> datetime:
+        """2/3 of the lifetime, minus up to 1/20 of it as jitter (as step-ca)."""
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        life = end - start
+        jitter = timedelta(seconds=random.uniform(0, life.total_seconds() / 20))
+        return start + life * 2 / 3 - jitter
+
+    def _current_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificates(self.path.read_bytes())[0]
+
+    def _renew_if_due(self, now: datetime) -> None:
+        if self._renew_at is None or now < self._renew_at:
+            return
+        with open(self.dir / "renew.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                cert = self._current_certificate()
+                if (
+                    now
+                    >= cert.not_valid_before_utc
+                    + (cert.not_valid_after_utc - cert.not_valid_before_utc) * 2 / 3
+                    - (cert.not_valid_after_utc - cert.not_valid_before_utc) / 20
+                ):
+                    self.issue()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # --- serving --------------------------------------------------------------------------
+
+    def _build(self) -> ssl.SSLContext:
+        tls = self.authority.config.tls
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = _VERSIONS.get(
+            float(tls.get("minVersion", 1.2)), ssl.TLSVersion.TLSv1_2
+        )
+        ctx.maximum_version = _VERSIONS.get(
+            float(tls.get("maxVersion", 1.3)), ssl.TLSVersion.TLSv1_3
+        )
+        if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        suites = [GO_TO_OPENSSL[s] for s in tls.get("cipherSuites") or [] if s in GO_TO_OPENSSL]
+        if suites:
+            ctx.set_ciphers(":".join(suites))
+        ctx.load_cert_chain(str(self.path), password=self._password)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cadata=self._client_cas)
+        ctx.options |= ssl.OP_NO_RENEGOTIATION
+        return ctx
+
+    def context(self) -> ssl.SSLContext:
+        """The SSL context for a new connection: cached, renewed and reloaded when needed."""
+        with self._lock:
+            now = datetime.now(UTC)
+            try:
+                self._renew_if_due(now)
+            except Exception:  # keep serving the old certificate; try again next connection
+                log.exception("renewing the CA's TLS certificate failed")
+            st = os.stat(self.path)
+            stamp = (st.st_ino, st.st_mtime_ns)
+            if self._context is None or stamp != self._loaded_stat:
+                try:
+                    ctx = self._build()
+                    cert = self._current_certificate()
+                except (ssl.SSLError, OSError, ValueError):
+                    if self._context is None:
+                        raise
+                    log.exception("loading the renewed TLS certificate failed; keeping the old one")
+                else:
+                    self._context, self._loaded_stat = ctx, stamp
+                    self._renew_at = self.renewal_time(cert)
+            assert self._context is not None
+            return self._context
+
+    def gunicorn_hook(self, _conf: object, _factory: object) -> ssl.SSLContext:
+        """gunicorn's `ssl_context` server hook (called per accepted connection)."""
+        return self.context()

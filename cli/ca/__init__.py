@@ -1,0 +1,24 @@
+"""`step ca`: talk to a certificate authority (and `step ca init` to create one)."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.ca import init, issue, trust
+
+app = typer.Typer(
+    help="Initialise a CA, bootstrap trust in it, and get certificates from it.",
+    no_args_is_help=True,
+)
+app.command(name="init")(init.init_command)
+app.command(name="bootstrap")(trust.bootstrap_command)
+app.command(name="root")(trust.root_command)
+app.command(name="roots")(trust.roots_command)
+app.command(name="health")(trust.health_command)
+app.command(name="token")(issue.token_command)
+app.command(name="certificate")(issue.certificate_command)
+app.command(name="sign")(issue.sign_command)
+
+provisioner_app = typer.Typer(help="List the CA's provisioners.", no_args_is_help=True)
+provisioner_app.command(name="list")(trust.provisioner_list_command)
+app.add_typer(provisioner_app, name="provisioner")

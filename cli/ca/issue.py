@@ -1,0 +1,317 @@
+"""`step ca token`, `step ca certificate` and `step ca sign`: the JWK provisioner flow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+from cryptography.x509.oid import NameOID
+
+from appliance.authority import fingerprint as cert_fingerprint
+from appliance.profiles import SubjectAltNames
+from cli.ca import ui
+from cli.ca.client import CAClient
+from cli.ca.defaults import flag_value, require_ca_url, require_root
+from cli.ca.tokens import (
+    audience,
+    choose_provisioner,
+    decrypt_provisioner_key,
+    sign_token,
+    token_window,
+    unverified_claims,
+)
+from cli.common import CLIError
+from keystores import KeySpec, KeyStoreError, write_atomic
+
+CA_URL_HELP = "URI of the targeted Step Certificate Authority."
+ROOT_HELP = "The path to the PEM file used as the root certificate authority."
+
+
+def _root_fingerprint(root: Path) -> str:
+    try:
+        cert = x509.load_pem_x509_certificates(root.read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        raise CLIError(f"error reading root certificate {root}") from None
+    return cert_fingerprint(cert)
+
+
+def _new_token(
+    client: CAClient,
+    root: Path,
+    subject: str,
+    sans: list[str],
+    provisioner: str | None,
+    kid: str | None,
+    password_file: Path | None,
+    not_before: str | None,
+    not_after: str | None,
+    path: str = "/1.0/sign",
+) -> str:
+    nbf, exp = token_window(not_before, not_after)
+    prov = choose_provisioner(client.provisioners(), provisioner, kid)
+    pk = decrypt_provisioner_key(client, prov, password_file)
+    return sign_token(
+        pk,
+        subject=subject,
+        aud=audience(client.ca_url, path),
+        sans=sans or [subject],
+        root_fingerprint=_root_fingerprint(root),
+        not_before=nbf,
+        expires=exp,
+    )
+
+
+def token_command(
+    subject: str = typer.Argument(..., help="The subject (common name) of the certificate."),
+    san: list[str] = typer.Option([], "--san", help="A SAN for the certificate (repeatable)."),
+    provisioner: str | None = typer.Option(
+        None, "--provisioner", "--issuer", help="The provisioner name to use."
+    ),
+    kid: str | None = typer.Option(None, "--kid", help="The provisioner key id to use."),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        "--provisioner-password-file",
+        help="File with the password that decrypts the provisioner key.",
+    ),
+    not_before: str | None = typer.Option(
+        None, "--not-before", help="Token valid from (RFC 3339 time or duration like 5m)."
+    ),
+    not_after: str | None = typer.Option(
+        None, "--not-after", help="Token valid until (RFC 3339 time or duration, default 5m)."
+    ),
+    output_file: Path | None = typer.Option(None, "--output-file", help="Write the token here."),
+    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
+    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+) -> None:
+    """Generate a one-time token that authorises one certificate for SUBJECT.
+
+    Lists the CA's provisioners, fetches the chosen JWK provisioner's encrypted key, decrypts
+    it with the password (prompting when no file is given) and signs the token. The token goes
+    to stdout (or --output-file, 0600); it is valid for 5 minutes unless asked otherwise.
+
+    Examples:
+
+      $ TOKEN=$(step ca token foo.internal --san foo.internal --san 10.0.0.5)
+
+      $ step ca token foo.internal --provisioner admin --password-file pw.txt --not-after 1m
+    """
+    url, root_path = require_ca_url(ca_url), require_root(root)
+    with CAClient(url, root_path) as client:
+        token = _new_token(
+            client, root_path, subject, san, provisioner, kid, password_file, not_before, not_after
+        )
+    if output_file:
+        write_atomic(output_file, token.encode(), mode=0o600)
+    else:
+        typer.echo(token)
+
+
+def _key_spec(kty: str, curve: str | None, size: int) -> KeySpec:
+    try:
+        if kty == "OKP":
+            return KeySpec("OKP", curve or "Ed25519")
+        return KeySpec(kty, curve or "P-256", size)
+    except KeyStoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigningRequest:
+    names = SubjectAltNames.split(sans)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names.general_names()), False)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm)
+
+
+def _key_pem(key: Any) -> bytes:
+    fmt = PrivateFormat.TraditionalOpenSSL
+    if not isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
+        key, ed25519.Ed25519PrivateKey
+    ):
+        fmt = PrivateFormat.PKCS8
+    return bytes(key.private_bytes(Encoding.PEM, fmt, NoEncryption()))
+
+
+def _refuse_existing(paths: list[Path], force: bool) -> None:
+    for p in paths:
+        if p.exists() and not force:
+            if not sys.stdin.isatty():
+                raise CLIError(f"file {p} already exists: use '--force' to overwrite it")
+            if not typer.confirm(f"Would you like to overwrite {p}?"):
+                raise typer.Exit(1)
+
+
+def _resolve_token(
+    token: str | None, ca_url: str | None, root: str | None
+) -> tuple[str, Path, dict[str, Any] | None]:
+    """ca-url and root for a request, reading the audience of a given token if needed."""
+    claims = unverified_claims(token) if token else None
+    url = flag_value(ca_url, "ca-url")
+    if not url and claims:
+        aud = claims.get("aud")
+        aud0 = aud[0] if isinstance(aud, list) and aud else aud
+        if isinstance(aud0, str) and "://" in aud0:
+            url = audience(aud0, "")
+    return require_ca_url(url), require_root(root), claims
+
+
+def _save(resp: dict[str, Any], crt_file: Path) -> None:
+    chain = resp.get("certChain") or [resp.get("crt"), resp.get("ca")]
+    data = "".join(str(c) for c in chain if c).encode()
+    write_atomic(crt_file, data, mode=0o600)
+
+
+def certificate_command(
+    subject: str = typer.Argument(..., help="The subject (common name) of the certificate."),
+    crt_file: Path = typer.Argument(..., help="Where to write the certificate chain."),
+    key_file: Path = typer.Argument(..., help="Where to write the private key (unencrypted)."),
+    token: str | None = typer.Option(
+        None, "--token", help="A one-time token from 'step ca token'."
+    ),
+    san: list[str] = typer.Option([], "--san", help="A SAN for the certificate (repeatable)."),
+    provisioner: str | None = typer.Option(
+        None, "--provisioner", "--issuer", help="The provisioner name to use."
+    ),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        "--provisioner-password-file",
+        help="File with the password that decrypts the provisioner key.",
+    ),
+    not_before: str | None = typer.Option(
+        None, "--not-before", help="Certificate valid from (RFC 3339 time or duration)."
+    ),
+    not_after: str | None = typer.Option(
+        None, "--not-after", help="Certificate valid until (RFC 3339 time or duration, e.g. 2h)."
+    ),
+    kty: str = typer.Option("EC", "--kty", help="Key type: EC, RSA or OKP."),
+    curve: str | None = typer.Option(None, "--curve", "--crv", help="EC curve or OKP curve."),
+    size: int = typer.Option(2048, "--size", help="RSA key size in bits."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing files."),
+    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
+    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+) -> None:
+    """Get a certificate for SUBJECT: new key, CSR, POST /sign; writes the chain and the key.
+
+    Without --token, runs the provisioner flow of 'step ca token' first. The certificate file
+    holds the leaf and the intermediate; the key file is written unencrypted with mode 0600.
+
+    Examples:
+
+      $ step ca certificate foo.internal foo.crt foo.key --san foo.internal --san 10.0.0.5
+
+      $ step ca certificate foo.internal foo.crt foo.key --token "$TOKEN"
+
+      $ step ca certificate svc svc.crt svc.key --kty RSA --size 3072 --not-after 2h
+    """
+    url, root_path, claims = _resolve_token(token, ca_url, root)
+    spec = _key_spec(kty, curve, size)
+    _refuse_existing([crt_file, key_file], force)
+    sans = list(san)
+    with CAClient(url, root_path) as client:
+        if token:
+            assert claims is not None
+            if claims.get("sub") != subject:
+                raise CLIError(
+                    f"token subject '{claims.get('sub')}' and argument '{subject}' do not match"
+                )
+            token_sans = claims.get("sans")
+            if isinstance(token_sans, list):
+                sans = [str(s) for s in token_sans]
+            ott = token
+        else:
+            ott = _new_token(
+                client, root_path, subject, sans, provisioner, None, password_file, None, None
+            )
+            sans = sans or [subject]
+        ui.selected("CA", url)
+        key = spec.generate()
+        csr = _csr(subject, sans, key)
+        resp = client.sign(
+            csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
+        )
+    write_atomic(key_file, _key_pem(key), mode=0o600)
+    _save(resp, crt_file)
+    ui.selected("Certificate", str(crt_file))
+    ui.selected("Private Key", str(key_file))
+
+
+def sign_command(
+    csr_file: Path = typer.Argument(..., help="The certificate signing request (PEM)."),
+    crt_file: Path = typer.Argument(..., help="Where to write the certificate chain."),
+    token: str | None = typer.Option(
+        None, "--token", help="A one-time token from 'step ca token'."
+    ),
+    provisioner: str | None = typer.Option(
+        None, "--provisioner", "--issuer", help="The provisioner name to use."
+    ),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        "--provisioner-password-file",
+        help="File with the password that decrypts the provisioner key.",
+    ),
+    not_before: str | None = typer.Option(None, "--not-before", help="Certificate valid from."),
+    not_after: str | None = typer.Option(None, "--not-after", help="Certificate valid until."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
+    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+) -> None:
+    """Sign an existing CSR with the CA and write the certificate chain.
+
+    Examples:
+
+      $ step ca sign foo.csr foo.crt
+
+      $ step ca sign foo.csr foo.crt --token "$TOKEN"
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_file.read_bytes())
+    except OSError as exc:
+        raise CLIError(f"open {csr_file}: {exc.strerror}") from None
+    except ValueError:
+        raise CLIError(f"error parsing {csr_file}: not a PEM certificate request") from None
+    cn_attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject = str(cn_attrs[0].value) if cn_attrs else ""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = SubjectAltNames.of(ext)
+        sans = [*names.dns, *(str(ip) for ip in names.ips), *names.emails, *names.uris]
+    except x509.ExtensionNotFound:
+        sans = []
+    if not subject and not sans:
+        raise CLIError(f"{csr_file} has neither a common name nor SANs")
+    url, root_path, _ = _resolve_token(token, ca_url, root)
+    _refuse_existing([crt_file], force)
+    with CAClient(url, root_path) as client:
+        ott = token or _new_token(
+            client,
+            root_path,
+            subject or sans[0],
+            sans,
+            provisioner,
+            None,
+            password_file,
+            None,
+            None,
+        )
+        ui.selected("CA", url)
+        resp = client.sign(
+            csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
+        )
+    _save(resp, crt_file)
+    ui.selected("Certificate", str(crt_file))

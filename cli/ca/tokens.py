@@ -1,0 +1,179 @@
+"""One-time tokens for the JWK provisioner, made the way `step ca token` makes them."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jwt
+import typer
+
+from cli.ca import ui
+from cli.ca.client import CAClient
+from cli.common import CLIError, prompt_password, read_password_file
+from provisioners.durations import parse_time_or_duration
+from provisioners.jose import JOSEError, decrypt_jwk, key_from_jwk
+
+DEFAULT_VALIDITY = timedelta(minutes=5)
+MIN_VALIDITY = timedelta(seconds=10)
+MAX_VALIDITY = timedelta(hours=1)
+MAX_DELAY = timedelta(minutes=30)
+MAX_DECRYPT_TRIES = 3
+
+
+def audience(ca_url: str, path: str) -> str:
+    """The CA URL with its path replaced, scheme forced to https."""
+    parts = urlsplit(ca_url if "://" in ca_url else "https://" + ca_url)
+    return urlunsplit(("https", parts.netloc, path, "", ""))
+
+
+def token_window(not_before: str | None, not_after: str | None) -> tuple[datetime, datetime]:
+    """The token's nbf/exp from `--not-before/--not-after`, within step's client-side bounds."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        nb_raw = parse_time_or_duration(not_before or "", now)
+        na_raw = parse_time_or_duration(not_after or "", now)
+    except ValueError:
+        bad = "--not-before" if not_before and not _parses(not_before, now) else "--not-after"
+        raise CLIError(
+            f"invalid value '{not_before if bad == '--not-before' else not_after}' for flag '{bad}'"
+        ) from None
+    nbf = now if nb_raw is None else now + nb_raw if isinstance(nb_raw, timedelta) else nb_raw
+    if na_raw is None:
+        exp = nbf + DEFAULT_VALIDITY
+    elif isinstance(na_raw, timedelta):
+        exp = now + na_raw
+    else:
+        exp = na_raw
+    if exp <= nbf:
+        raise CLIError(f"nbf < exp: nbf={nbf}, exp={exp}")
+    if nbf - now > MAX_DELAY:
+        raise CLIError(
+            "requested validity delay is too long: 'requested validity delay'="
+            f"{nbf - now}, 'max validity delay'={MAX_DELAY}"
+        )
+    validity = exp - nbf
+    if validity < MIN_VALIDITY:
+        raise CLIError(
+            "requested token validity is too short: 'requested token validity'="
+            f"{validity}, 'minimum token validity'={MIN_VALIDITY}"
+        )
+    if validity > MAX_VALIDITY:
+        raise CLIError(
+            "requested token validity is too long: 'requested token validity'="
+            f"{validity}, 'maximum token validity'={MAX_VALIDITY}"
+        )
+    return nbf, exp
+
+
+def _parses(value: str, now: datetime) -> bool:
+    try:
+        parse_time_or_duration(value, now)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ProvisionerKey:
+    """A JWK provisioner's name, key id and decrypted private key."""
+
+    name: str
+    kid: str
+    key: Any
+    alg: str
+
+
+def choose_provisioner(
+    provisioners: list[dict[str, Any]], name: str | None, kid: str | None
+) -> dict[str, Any]:
+    """Pick the JWK provisioner by `--provisioner`/`--kid`, or the only one there is."""
+    jwks = [p for p in provisioners if str(p.get("type", "")).upper() == "JWK"]
+    if name:
+        jwks = [p for p in jwks if p.get("name") == name]
+    if kid:
+        jwks = [p for p in jwks if (p.get("key") or {}).get("kid") == kid]
+    if not jwks:
+        wanted = f" named {name!r}" if name else ""
+        raise CLIError(f"cannot find a JWK provisioner{wanted} on the CA")
+    if len(jwks) == 1:
+        return jwks[0]
+    if not sys.stdin.isatty():
+        names = ", ".join(str(p.get("name")) for p in jwks)
+        raise CLIError(f"more than one JWK provisioner ({names}): use '--provisioner NAME'")
+    for i, p in enumerate(jwks, 1):
+        ui.note(f"  {i}) {p.get('name')} (JWK) [kid: {(p.get('key') or {}).get('kid')}]")
+    index: int = typer.prompt("What provisioner key do you want to use?", type=int)
+    if not 1 <= index <= len(jwks):
+        raise CLIError("invalid provisioner selection")
+    return jwks[index - 1]
+
+
+def decrypt_provisioner_key(
+    client: CAClient, prov: dict[str, Any], password_file: Path | None
+) -> ProvisionerKey:
+    """Fetch the escrowed key and open it with the password (file, or up to 3 prompts)."""
+    kid = str((prov.get("key") or {}).get("kid", ""))
+    name = str(prov.get("name", ""))
+    ui.selected("Provisioner", f"{name} (JWK) [kid: {kid}]")
+    jwe = client.encrypted_key(kid)
+    tries = 1 if password_file else MAX_DECRYPT_TRIES
+    for attempt in range(tries):
+        password = (
+            read_password_file(password_file)
+            if password_file
+            else prompt_password("Please enter the password to decrypt the provisioner key")
+        )
+        try:
+            jwk = decrypt_jwk(jwe, password)
+            break
+        except JOSEError:
+            if attempt == tries - 1:
+                raise CLIError("failed to decrypt JWE: invalid password") from None
+    key = key_from_jwk(jwk)
+    alg = str(jwk.get("alg") or (prov.get("key") or {}).get("alg") or "ES256")
+    return ProvisionerKey(name=name, kid=kid, key=key, alg=alg)
+
+
+def sign_token(
+    pk: ProvisionerKey,
+    *,
+    subject: str,
+    aud: str,
+    sans: list[str] | None,
+    root_fingerprint: str | None,
+    not_before: datetime,
+    expires: datetime,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A compact JWS with the claims step puts in a JWK token."""
+    now = int(datetime.now(UTC).timestamp())
+    claims: dict[str, Any] = {
+        "aud": aud,
+        "exp": int(expires.timestamp()),
+        "iat": now,
+        "iss": pk.name,
+        "jti": secrets.token_hex(32),
+        "nbf": int(not_before.timestamp()),
+        "sub": subject,
+    }
+    if sans is not None:
+        claims["sans"] = sans
+    if root_fingerprint:
+        claims["sha"] = root_fingerprint
+    claims.update(extra or {})
+    return jwt.encode(claims, pk.key, algorithm=pk.alg, headers={"kid": pk.kid, "typ": "JWT"})
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token the user passed with `--token` (the CA checks the signature)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise CLIError(f"error parsing token: {exc}") from None
+    return dict(claims)

@@ -1,0 +1,114 @@
+"""Just enough DER to write and sanity-check PKCS#8 envelopes.
+
+cryptography parses and writes keys but cannot write PBES2 with chosen parameters, so the
+envelope around its unencrypted PKCS#8 is built here. Definite lengths only (DER).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NULL",
+    "DERError",
+    "integer",
+    "null",
+    "object_identifier",
+    "octet_string",
+    "read_oid",
+    "read_tlv",
+    "sequence",
+]
+
+TAG_INTEGER = 0x02
+TAG_OCTET_STRING = 0x04
+TAG_NULL = 0x05
+TAG_OID = 0x06
+TAG_SEQUENCE = 0x30
+
+
+class DERError(ValueError):
+    """Malformed or unexpected DER."""
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    """One tag-length-value element."""
+    return bytes([tag]) + _length(len(value)) + value
+
+
+def sequence(*items: bytes) -> bytes:
+    """SEQUENCE of already-encoded elements."""
+    return tlv(TAG_SEQUENCE, b"".join(items))
+
+
+def integer(n: int) -> bytes:
+    """Two's-complement INTEGER, minimal length."""
+    return tlv(TAG_INTEGER, n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+
+
+def octet_string(data: bytes) -> bytes:
+    return tlv(TAG_OCTET_STRING, data)
+
+
+def null() -> bytes:
+    return tlv(TAG_NULL, b"")
+
+
+NULL = null()
+
+
+def object_identifier(dotted: str) -> bytes:
+    """OBJECT IDENTIFIER from dotted form, e.g. "1.2.840.113549.1.5.13"."""
+    arcs = [int(part) for part in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):
+        raise DERError(f"invalid OID {dotted}")
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return tlv(TAG_OID, bytes(body))
+
+
+def read_tlv(data: bytes, offset: int = 0) -> tuple[int, bytes, int]:
+    """Read one element at `offset`: (tag, value, offset after it). Single-byte tags only."""
+    if offset + 2 > len(data):
+        raise DERError("truncated element")
+    tag = data[offset]
+    first = data[offset + 1]
+    pos = offset + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise DERError("unsupported or truncated length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    end = pos + length
+    if end > len(data):
+        raise DERError("element runs past the end of its data")
+    return tag, data[pos:end], end
+
+
+def read_oid(value: bytes) -> str:
+    """Dotted form of an OBJECT IDENTIFIER's contents."""
+    if not value or value[-1] & 0x80:
+        raise DERError("invalid OID encoding")
+    arcs: list[int] = []
+    arc = 0
+    for byte in value:
+        arc = (arc << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(arc)
+            arc = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - first * 40, *arcs[1:]])

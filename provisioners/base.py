@@ -1,0 +1,79 @@
+"""The provisioner interface: turn a one-time token into the options of one certificate."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from provisioners.audience import Method
+from provisioners.claims import Claims
+from provisioners.extension import ProvisionerExtension
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token split into its parts, claims not yet trusted."""
+
+    raw: str
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    """What an authorised token allows: the names, the bounds, the extension to add."""
+
+    provisioner_name: str
+    subject: str
+    sans: tuple[str, ...]
+    claims: Claims
+    extension: ProvisionerExtension | None
+    token_id: str
+    token_expires: datetime
+    csr_fingerprint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Provisioner(ABC):
+    """One entry of `authority.provisioners` in ca.json."""
+
+    type_name: str = ""
+
+    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+        self.config = config
+        self.name = str(config.get("name") or "")
+        self.claims = claims
+
+    @property
+    @abstractmethod
+    def id(self) -> str:
+        """Stable identity, used for paging order and uniqueness (step-ca's GetID)."""
+
+    @property
+    @abstractmethod
+    def lookup_key(self) -> str:
+        """The key a token is matched on (JWK: `name:kid`)."""
+
+    @abstractmethod
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        """Verify the token for `method`; raise CAError (401) when it is not acceptable."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The provisioner as `/provisioners` shows it: the config with step's field order."""
+        order = ["type", "name", "key", "encryptedKey", "claims", "options"]
+        out: dict[str, Any] = {"type": self.type_name}
+        for key in order[1:]:
+            if key in self.config:
+                out[key] = self.config[key]
+        for key, value in self.config.items():
+            if key not in out and key != "type":
+                out[key] = value
+        return out
+
+
+def token_hash(raw: str) -> str:
+    """Single-use id for tokens without one: lowercase hex SHA-256 of the token."""
+    return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,566 @@
+"""The JOSE pieces step-ca and the step CLI rely on, built on `cryptography` primitives.
+
+PyJWT covers JWS; what it lacks is JWK conversion, RFC 7638 thumbprints (step uses them as
+`kid`) and PBES2 JWE, which is how step stores a provisioner's private key (`encryptedKey`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+AnyKey = PublicKey | PrivateKey
+
+#: PBES2 iteration bounds on input: below the minimum the password is barely stretched, above
+#: the maximum a hostile token could pin a CPU (step's own keys use 100 000 or 600 000).
+MIN_P2C = 1000
+DEFAULT_MAX_P2C = 1_000_000
+DEFAULT_P2C = 600_000
+
+PBES2_HS256_A128KW = "PBES2-HS256+A128KW"
+
+# alg -> (PRF hash, key-encryption-key length)
+_PBES2_ALGS: dict[str, tuple[type[hashes.HashAlgorithm], int]] = {
+    "PBES2-HS256+A128KW": (hashes.SHA256, 16),
+    "PBES2-HS384+A192KW": (hashes.SHA384, 24),
+    "PBES2-HS512+A256KW": (hashes.SHA512, 32),
+}
+# enc -> content-encryption-key length
+_GCM_ENCS: dict[str, int] = {"A128GCM": 16, "A192GCM": 24, "A256GCM": 32}
+_GCM_IV_LEN = 12
+_GCM_TAG_LEN = 16
+_MIN_SALT_LEN = 8  # RFC 7518 4.8.1.1
+
+# name -> (curve class, coordinate length, JWS alg)
+_CURVES: dict[str, tuple[type[ec.EllipticCurve], int, str]] = {
+    "P-256": (ec.SECP256R1, 32, "ES256"),
+    "P-384": (ec.SECP384R1, 48, "ES384"),
+    "P-521": (ec.SECP521R1, 66, "ES512"),
+}
+_CURVE_NAMES: dict[str, str] = {cls().name: name for name, (cls, _, _) in _CURVES.items()}
+
+# RFC 7638 section 3.2: the members that make up the thumbprint input, per key type.
+_THUMBPRINT_MEMBERS: dict[str, tuple[str, ...]] = {
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+    "oct": ("k", "kty"),
+}
+
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
+class JOSEError(ValueError):
+    """A JOSE object that is malformed, unsupported or fails to decrypt."""
+
+
+# --------------------------------------------------------------------------------------------
+# base64url
+
+
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding, as every JOSE serialisation uses it (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(data: str | bytes) -> bytes:
+    """Decode base64url with or without padding; anything else (``+``, ``/``, junk) is refused.
+
+    Raises ValueError so that callers can treat bad encodings like any other bad input.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("invalid base64url: non-ASCII input") from None
+    if not isinstance(data, str):
+        raise ValueError("invalid base64url: expected a string")
+    if not _B64URL_RE.fullmatch(data):
+        raise ValueError("invalid base64url: unexpected characters")
+    stripped = data.rstrip("=")
+    if len(stripped) % 4 == 1 or (len(data) != len(stripped) and len(data) % 4 != 0):
+        raise ValueError("invalid base64url: bad length or padding")
+    try:
+        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except binascii.Error as exc:  # pragma: no cover - the checks above catch these
+        raise ValueError(f"invalid base64url: {exc}") from None
+
+
+def _int_to_b64(value: int, length: int | None = None) -> str:
+    if length is None:
+        length = max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(length, "big"))
+
+
+def _b64_to_int(jwk: Mapping[str, Any], member: str) -> int:
+    raw = _b64_member(jwk, member)
+    if not raw:
+        raise JOSEError(f"invalid JWK: {member!r} is empty")
+    return int.from_bytes(raw, "big")
+
+
+def _b64_member(jwk: Mapping[str, Any], member: str) -> bytes:
+    value = jwk.get(member)
+    if not isinstance(value, str):
+        raise JOSEError(f"invalid JWK: {member!r} is missing or not a string")
+    try:
+        return b64url_decode(value)
+    except ValueError:
+        raise JOSEError(f"invalid JWK: {member!r} is not base64url") from None
+
+
+# --------------------------------------------------------------------------------------------
+# JWK
+
+
+def _public_of(key: AnyKey) -> PublicKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return key.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        return key
+    raise JOSEError(f"unsupported key type {type(key).__name__}")
+
+
+def _curve_name(curve: ec.EllipticCurve) -> str:
+    name = _CURVE_NAMES.get(curve.name)
+    if name is None:
+        raise JOSEError(f"unsupported elliptic curve {curve.name}")
+    return name
+
+
+def default_alg(key: AnyKey) -> str:
+    """The JWS alg step signs with for this key: ES256/ES384/ES512 by curve, RS256, EdDSA."""
+    public = _public_of(key)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return _CURVES[_curve_name(public.curve)][2]
+    if isinstance(public, rsa.RSAPublicKey):
+        return "RS256"
+    return "EdDSA"
+
+
+def _public_members(public: PublicKey) -> dict[str, str]:
+    """kty and the key material members, in the order step (go-jose) writes them."""
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        crv = _curve_name(public.curve)
+        size = _CURVES[crv][1]
+        nums = public.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": _int_to_b64(nums.x, size),
+            "y": _int_to_b64(nums.y, size),
+        }
+    if isinstance(public, rsa.RSAPublicKey):
+        rnums = public.public_numbers()
+        return {"kty": "RSA", "n": _int_to_b64(rnums.n), "e": _int_to_b64(rnums.e)}
+    raw = public.public_bytes_raw()
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+
+
+def public_jwk(
+    key: AnyKey,
+    *,
+    kid: str | None = None,
+    alg: str | None = None,
+    use: str = "sig",
+) -> dict[str, str]:
+    """The public JWK of `key` (a private key is reduced to its public half).
+
+    Members come in step's order (use, kty, kid, crv, alg, x, y / n, e) so that JSON written
+    from it looks like `step crypto jwk create` output. `kid` defaults to the RFC 7638
+    thumbprint and `alg` to :func:`default_alg`; pass ``""`` to leave either (or `use`) out.
+    """
+    material = _public_members(_public_of(key))
+    if kid is None:
+        kid = thumbprint(material)
+    if alg is None:
+        alg = default_alg(key)
+    out: dict[str, str] = {}
+    if use:
+        out["use"] = use
+    out["kty"] = material["kty"]
+    if kid:
+        out["kid"] = kid
+    if "crv" in material:
+        out["crv"] = material["crv"]
+    if alg:
+        out["alg"] = alg
+    for member in ("x", "y", "n", "e"):
+        if member in material:
+            out[member] = material[member]
+    return out
+
+
+def private_jwk(
+    private_key: PrivateKey,
+    *,
+    kid: str | None = None,
+    alg: str | None = None,
+    use: str = "sig",
+) -> dict[str, str]:
+    """The private JWK: :func:`public_jwk` plus ``d`` (and the CRT members for RSA)."""
+    out = public_jwk(private_key, kid=kid, alg=alg, use=use)
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        size = _CURVES[_curve_name(private_key.curve)][1]
+        out["d"] = _int_to_b64(private_key.private_numbers().private_value, size)
+    elif isinstance(private_key, rsa.RSAPrivateKey):
+        nums = private_key.private_numbers()
+        out["d"] = _int_to_b64(nums.d)
+        out["p"] = _int_to_b64(nums.p)
+        out["q"] = _int_to_b64(nums.q)
+        out["dp"] = _int_to_b64(nums.dmp1)
+        out["dq"] = _int_to_b64(nums.dmq1)
+        out["qi"] = _int_to_b64(nums.iqmp)
+    elif isinstance(private_key, ed25519.Ed25519PrivateKey):
+        out["d"] = b64url_encode(private_key.private_bytes_raw())
+    else:
+        raise JOSEError(f"unsupported private key type {type(private_key).__name__}")
+    return out
+
+
+def key_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
+    """Load a JWK: the private key when ``d`` is present, else the public key.
+
+    A private JWK whose ``d`` does not match its public members is refused, so a key file
+    cannot claim one identity (kid, x/y) while signing as another.
+    """
+    if not isinstance(jwk, Mapping):
+        raise JOSEError("invalid JWK: expected a JSON object")
+    kty = jwk.get("kty")
+    try:
+        if kty == "EC":
+            return _ec_from_jwk(jwk)
+        if kty == "RSA":
+            return _rsa_from_jwk(jwk)
+        if kty == "OKP":
+            return _okp_from_jwk(jwk)
+    except JOSEError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise JOSEError(f"invalid {kty} JWK: {exc}") from None
+    raise JOSEError(f"unsupported JWK key type {kty!r}")
+
+
+def _ec_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
+    crv = jwk.get("crv")
+    if not isinstance(crv, str) or crv not in _CURVES:
+        raise JOSEError(f"unsupported EC curve {crv!r}")
+    curve_cls, size, _ = _CURVES[crv]
+    coords = {m: _b64_member(jwk, m) for m in ("x", "y")}
+    for member, raw in coords.items():
+        if len(raw) != size:
+            raise JOSEError(f"invalid EC JWK: {member!r} must be {size} bytes for {crv}")
+    x, y = (int.from_bytes(coords[m], "big") for m in ("x", "y"))
+    public = ec.EllipticCurvePublicNumbers(x, y, curve_cls()).public_key()
+    if "d" not in jwk:
+        return public
+    d_raw = _b64_member(jwk, "d")
+    if len(d_raw) != size:
+        raise JOSEError(f"invalid EC JWK: 'd' must be {size} bytes for {crv}")
+    private = ec.derive_private_key(int.from_bytes(d_raw, "big"), curve_cls())
+    if private.public_key().public_numbers() != public.public_numbers():
+        raise JOSEError("invalid EC JWK: private key does not match x/y")
+    return private
+
+
+def _rsa_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
+    n = _b64_to_int(jwk, "n")
+    e = _b64_to_int(jwk, "e")
+    public_numbers = rsa.RSAPublicNumbers(e, n)
+    if "d" not in jwk:
+        return public_numbers.public_key()
+    d = _b64_to_int(jwk, "d")
+    if "p" in jwk and "q" in jwk:
+        p, q = _b64_to_int(jwk, "p"), _b64_to_int(jwk, "q")
+    else:
+        p, q = rsa.rsa_recover_prime_factors(n, e, d)
+    dp = _b64_to_int(jwk, "dp") if "dp" in jwk else rsa.rsa_crt_dmp1(d, p)
+    dq = _b64_to_int(jwk, "dq") if "dq" in jwk else rsa.rsa_crt_dmq1(d, q)
+    qi = _b64_to_int(jwk, "qi") if "qi" in jwk else rsa.rsa_crt_iqmp(p, q)
+    return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, public_numbers).private_key()
+
+
+def _okp_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
+    if jwk.get("crv") != "Ed25519":
+        raise JOSEError(f"unsupported OKP curve {jwk.get('crv')!r}")
+    x = _b64_member(jwk, "x")
+    public = ed25519.Ed25519PublicKey.from_public_bytes(x)
+    if "d" not in jwk:
+        return public
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(_b64_member(jwk, "d"))
+    if private.public_key().public_bytes_raw() != x:
+        raise JOSEError("invalid OKP JWK: private key does not match x")
+    return private
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url): step's default `kid`.
+
+    Only the required members count, sorted, no whitespace, so any extra members (use, alg,
+    kid, d...) leave the thumbprint unchanged and a private JWK has its public key's thumbprint.
+    """
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        raise JOSEError(f"cannot compute thumbprint of key type {kty!r}")
+    subset: dict[str, str] = {}
+    for member in members:
+        value = jwk.get(member)
+        if not isinstance(value, str):
+            raise JOSEError(f"cannot compute thumbprint: {member!r} missing")
+        subset[member] = value
+    canonical = json.dumps(subset, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+# --------------------------------------------------------------------------------------------
+# PBES2 JWE
+
+
+def _password_bytes(password: bytes | str) -> bytes:
+    if isinstance(password, str):
+        return password.encode("utf-8")
+    if isinstance(password, bytes | bytearray | memoryview):
+        return bytes(password)
+    raise TypeError("password must be bytes or str")
+
+
+def _derive_kek(alg: str, password: bytes, p2s: bytes, p2c: int) -> bytes:
+    """PBKDF2 per RFC 7518 4.8: the salt is the alg name, a NUL, then the p2s salt input."""
+    hash_cls, length = _PBES2_ALGS[alg]
+    kdf = PBKDF2HMAC(
+        algorithm=hash_cls(),
+        length=length,
+        salt=alg.encode("ascii") + b"\0" + p2s,
+        iterations=p2c,
+    )
+    return kdf.derive(password)
+
+
+def encrypt_pbes2(
+    plaintext: bytes,
+    password: bytes | str,
+    *,
+    p2c: int = DEFAULT_P2C,
+    enc: str = "A256GCM",
+    cty: str | None = "jwk+json",
+) -> str:
+    """Encrypt to a compact JWE with PBES2-HS256+A128KW, as `step crypto jwk create` does.
+
+    The defaults match keys made by current step (A256GCM, 600 000 iterations, cty jwk+json).
+    """
+    if enc not in _GCM_ENCS:
+        raise JOSEError(f"unsupported content encryption {enc!r}")
+    if isinstance(p2c, bool) or not isinstance(p2c, int) or p2c < MIN_P2C:
+        raise JOSEError(f"p2c must be an integer of at least {MIN_P2C}")
+    alg = PBES2_HS256_A128KW
+    p2s = os.urandom(16)
+    header: dict[str, Any] = {"alg": alg}
+    if cty:
+        header["cty"] = cty
+    header.update({"enc": enc, "p2c": p2c, "p2s": b64url_encode(p2s)})
+    protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+
+    kek = _derive_kek(alg, _password_bytes(password), p2s, p2c)
+    cek = os.urandom(_GCM_ENCS[enc])
+    encrypted_key = aes_key_wrap(kek, cek)
+    iv = os.urandom(_GCM_IV_LEN)
+    sealed = AESGCM(cek).encrypt(iv, bytes(plaintext), protected.encode("ascii"))
+    ciphertext, tag = sealed[:-_GCM_TAG_LEN], sealed[-_GCM_TAG_LEN:]
+    return ".".join(
+        [
+            protected,
+            b64url_encode(encrypted_key),
+            b64url_encode(iv),
+            b64url_encode(ciphertext),
+            b64url_encode(tag),
+        ]
+    )
+
+
+def _decode_part(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise JOSEError(f"invalid JWE: {what} is missing or not a string")
+    try:
+        return b64url_decode(value)
+    except ValueError:
+        raise JOSEError(f"invalid JWE: {what} is not base64url") from None
+
+
+def _parse_protected(segment: str) -> dict[str, Any]:
+    raw = _decode_part(segment, "protected header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise JOSEError("invalid JWE: protected header is not JSON") from None
+    if not isinstance(header, dict):
+        raise JOSEError("invalid JWE: protected header is not a JSON object")
+    return header
+
+
+def _split_jwe(token: str) -> tuple[str, dict[str, Any], str, str, str, str, str | None]:
+    """(protected segment, merged header, encrypted_key, iv, ciphertext, tag, aad) of a JWE.
+
+    Accepts the compact form and the JSON forms (flattened, or general with one recipient),
+    since step writes `.jwk` files in the flattened form.
+    """
+    text = token.strip()
+    if not text.startswith("{"):
+        parts = text.split(".")
+        if len(parts) != 5:
+            raise JOSEError("invalid JWE: compact serialisation needs 5 parts")
+        protected, encrypted_key, iv, ciphertext, tag = parts
+        return protected, _parse_protected(protected), encrypted_key, iv, ciphertext, tag, None
+
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise JOSEError("invalid JWE: not JSON") from None
+    if not isinstance(obj, dict):
+        raise JOSEError("invalid JWE: expected a JSON object")
+    recipient: Any = obj
+    if "recipients" in obj:
+        recipients = obj["recipients"]
+        if not isinstance(recipients, list) or len(recipients) != 1:
+            raise JOSEError("invalid JWE: exactly one recipient is supported")
+        recipient = recipients[0]
+        if not isinstance(recipient, dict):
+            raise JOSEError("invalid JWE: recipient is not a JSON object")
+    protected = obj.get("protected", "")
+    if not isinstance(protected, str):
+        raise JOSEError("invalid JWE: protected header is not a string")
+    header = _parse_protected(protected) if protected else {}
+    for extra in (obj.get("unprotected"), recipient.get("header")):
+        if extra is None:
+            continue
+        if not isinstance(extra, dict):
+            raise JOSEError("invalid JWE: unprotected header is not a JSON object")
+        if set(extra) & set(header):
+            raise JOSEError("invalid JWE: duplicate header parameters")
+        header.update(extra)
+    aad = obj.get("aad")
+    if aad is not None and not isinstance(aad, str):
+        raise JOSEError("invalid JWE: aad is not a string")
+    fields = []
+    for name in ("iv", "ciphertext", "tag"):
+        value = obj.get(name)
+        if not isinstance(value, str):
+            raise JOSEError(f"invalid JWE: {name} is missing")
+        fields.append(value)
+    encrypted_key = recipient.get("encrypted_key")
+    if not isinstance(encrypted_key, str):
+        raise JOSEError("invalid JWE: encrypted_key is missing")
+    return protected, header, encrypted_key, fields[0], fields[1], fields[2], aad
+
+
+def decrypt_pbes2(
+    token: str | bytes,
+    password: bytes | str,
+    *,
+    max_p2c: int = DEFAULT_MAX_P2C,
+) -> bytes:
+    """Decrypt a PBES2 + AES-GCM JWE (compact or JSON form), e.g. a provisioner encryptedKey.
+
+    Every header check runs before the (deliberately slow) key derivation, and the iteration
+    count is capped by `max_p2c` so a crafted token cannot burn minutes of CPU. Every failure,
+    however odd the input, is a JOSEError.
+    """
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JOSEError("invalid JWE: not UTF-8") from None
+    if not isinstance(token, str):
+        raise JOSEError("invalid JWE: expected a string")
+    protected, header, ek_b64, iv_b64, ct_b64, tag_b64, aad_b64 = _split_jwe(token)
+
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in _PBES2_ALGS:
+        raise JOSEError(f"unsupported JWE key management algorithm {alg!r}")
+    enc = header.get("enc")
+    if not isinstance(enc, str) or enc not in _GCM_ENCS:
+        raise JOSEError(f"unsupported JWE content encryption {enc!r}")
+    if "zip" in header:
+        raise JOSEError("unsupported JWE: compressed payloads are not accepted")
+    if "crit" in header:
+        raise JOSEError("unsupported JWE: critical header parameters are not understood")
+    p2c = header.get("p2c")
+    if isinstance(p2c, bool) or not isinstance(p2c, int):
+        raise JOSEError("invalid JWE: p2c must be an integer")
+    if p2c < MIN_P2C:
+        raise JOSEError(f"invalid JWE: p2c {p2c} is below the minimum of {MIN_P2C}")
+    if p2c > max_p2c:
+        raise JOSEError(f"invalid JWE: p2c {p2c} exceeds the maximum of {max_p2c}")
+    p2s = _decode_part(header.get("p2s"), "p2s")
+    if len(p2s) < _MIN_SALT_LEN:
+        raise JOSEError(f"invalid JWE: p2s must be at least {_MIN_SALT_LEN} bytes")
+
+    cek_len = _GCM_ENCS[enc]
+    encrypted_key = _decode_part(ek_b64, "encrypted_key")
+    iv = _decode_part(iv_b64, "iv")
+    ciphertext = _decode_part(ct_b64, "ciphertext")
+    tag = _decode_part(tag_b64, "tag")
+    if len(encrypted_key) != cek_len + 8:
+        raise JOSEError(f"invalid JWE: encrypted_key must be {cek_len + 8} bytes for {enc}")
+    if len(iv) != _GCM_IV_LEN:
+        raise JOSEError(f"invalid JWE: iv must be {_GCM_IV_LEN} bytes")
+    if len(tag) != _GCM_TAG_LEN:
+        raise JOSEError(f"invalid JWE: tag must be {_GCM_TAG_LEN} bytes")
+    aad = protected.encode("ascii")
+    if aad_b64 is not None:
+        _decode_part(aad_b64, "aad")
+        aad += b"." + aad_b64.encode("ascii")
+
+    kek = _derive_kek(alg, _password_bytes(password), p2s, p2c)
+    try:
+        cek = aes_key_unwrap(kek, encrypted_key)
+    except InvalidUnwrap:
+        raise JOSEError("failed to decrypt JWE: wrong password?") from None
+    try:
+        return AESGCM(cek).decrypt(iv, ciphertext + tag, aad)
+    except InvalidTag:
+        raise JOSEError("failed to decrypt JWE: authentication failed (data tampered?)") from None
+
+
+def encrypt_jwk(
+    jwk: Mapping[str, Any],
+    password: bytes | str,
+    *,
+    p2c: int = DEFAULT_P2C,
+    enc: str = "A256GCM",
+) -> str:
+    """A provisioner `encryptedKey`: the private JWK's JSON sealed with :func:`encrypt_pbes2`."""
+    payload = json.dumps(dict(jwk), separators=(",", ":")).encode("utf-8")
+    return encrypt_pbes2(payload, password, p2c=p2c, enc=enc, cty="jwk+json")
+
+
+def decrypt_jwk(
+    token: str | bytes,
+    password: bytes | str,
+    *,
+    max_p2c: int = DEFAULT_MAX_P2C,
+) -> dict[str, Any]:
+    """Open an `encryptedKey` (or a `*_priv.jwk` file) and return the private JWK as a dict."""
+    plaintext = decrypt_pbes2(token, password, max_p2c=max_p2c)
+    try:
+        jwk = json.loads(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise JOSEError("decrypted JWE payload is not a JSON JWK") from None
+    if not isinstance(jwk, dict):
+        raise JOSEError("decrypted JWE payload is not a JSON object")
+    return jwk

@@ -1,0 +1,112 @@
+"""The JWK provisioner: tokens signed by a key whose private half the operator holds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+
+from provisioners.audience import Method, matches
+from provisioners.base import Provisioner, SignOptions, Token, token_hash
+from provisioners.claims import Claims
+from provisioners.errors import unauthorized
+from provisioners.extension import ProvisionerExtension, ProvisionerType
+from provisioners.jose import default_alg, key_from_jwk
+
+LEEWAY_SECONDS = 60
+
+
+class ProvisionerConfigError(ValueError):
+    """A provisioner entry step-ca would refuse to load."""
+
+
+class JWKProvisioner(Provisioner):
+    """step-ca's JWK provisioner, token checks in step-ca's order."""
+
+    type_name = "JWK"
+
+    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+        super().__init__(config, claims)
+        if not self.name:
+            raise ProvisionerConfigError("provisioner name cannot be empty")
+        key = config.get("key")
+        if not isinstance(key, dict) or not key.get("kid"):
+            raise ProvisionerConfigError(f"provisioner {self.name!r}: key with a kid is required")
+        self.kid = str(key["kid"])
+        try:
+            public = key_from_jwk({k: v for k, v in key.items() if k != "d"})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProvisionerConfigError(f"provisioner {self.name!r}: invalid key: {exc}") from None
+        self._public_key = public
+        self._alg = str(key.get("alg") or default_alg(public))
+        self._jwt = jwt.PyJWT()
+        encrypted = config.get("encryptedKey")
+        self.encrypted_key: str | None = str(encrypted) if encrypted else None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.kid}"
+
+    @property
+    def lookup_key(self) -> str:
+        return f"{self.name}:{self.kid}"
+
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        if token.header.get("alg") != self._alg:
+            raise unauthorized(
+                f"jwk.authorizeToken; unexpected algorithm {token.header.get('alg')}"
+            )
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token.raw,
+                key=self._public_key,  # type: ignore[arg-type]
+                algorithms=[self._alg],
+                leeway=LEEWAY_SECONDS,
+                options={"verify_aud": False, "verify_iss": False, "require": ["exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise unauthorized(f"jwk.authorizeToken; error validating token: {exc}") from None
+        if claims.get("iss") != self.name:
+            raise unauthorized("jwk.authorizeToken; invalid jwk claims: invalid issuer claim (iss)")
+        if not matches(claims.get("aud"), audiences):
+            raise unauthorized("jwk.authorizeToken; invalid jwk token audience claim (aud)")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise unauthorized("jwk.authorizeToken; jwk token subject cannot be empty")
+        sans = _sans(claims, subject)
+        jti = claims.get("jti")
+        token_id = str(jti) if isinstance(jti, str) and jti else token_hash(token.raw)
+        extension = None
+        if not self.claims.disable_smallstep_extensions:
+            extension = ProvisionerExtension(int(ProvisionerType.JWK), self.name, self.kid)
+        return SignOptions(
+            provisioner_name=self.name,
+            subject=subject,
+            sans=sans,
+            claims=self.claims,
+            extension=extension,
+            token_id=token_id,
+            token_expires=datetime.fromtimestamp(float(claims["exp"]), UTC),
+            csr_fingerprint=_cnf(claims),
+        )
+
+
+def _sans(claims: dict[str, Any], subject: str) -> tuple[str, ...]:
+    raw = claims.get("sans")
+    if raw is None or raw == []:
+        return (subject,)
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise unauthorized("jwk.authorizeToken; invalid sans claim")
+    return tuple(raw)
+
+
+def _cnf(claims: dict[str, Any]) -> str | None:
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, dict) or not isinstance(cnf.get("x5rt#S256", ""), str):
+        raise unauthorized(f"jwk.authorizeToken; invalid cnf claim {json.dumps(cnf)[:80]}")
+    value = cnf.get("x5rt#S256")
+    return str(value) if value else None

@@ -1,0 +1,124 @@
+"""The provisioner collection: load from ca.json, find a token's provisioner, page the list."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from provisioners.audience import matches
+from provisioners.base import Provisioner, Token
+from provisioners.claims import Claims, ClaimsError
+from provisioners.errors import bad_request, unauthorized
+from provisioners.jwk import JWKProvisioner, ProvisionerConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+Factory = Callable[[dict[str, Any], Claims], Provisioner]
+
+FACTORIES: dict[str, Factory] = {
+    "jwk": JWKProvisioner,
+}
+
+
+def parse_token(raw: str) -> Token:
+    """Split a compact JWS without trusting it; anything unparseable is a 401."""
+    try:
+        header = jwt.get_unverified_header(raw)
+        claims = jwt.decode(raw, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise unauthorized(f"authority.Authorize; error parsing token: {exc}") from None
+    if not isinstance(claims, dict):
+        raise unauthorized("authority.Authorize; token claims are not an object")
+    return Token(raw=raw, header=dict(header), claims=claims)
+
+
+class ProvisionerRegistry:
+    """All provisioners of one CA, in config order."""
+
+    def __init__(self, configs: list[dict[str, Any]], global_claims: Claims) -> None:
+        self._items: list[tuple[str, Provisioner]] = []
+        self._by_key: dict[str, Provisioner] = {}
+        self._by_name: dict[str, Provisioner] = {}
+        for index, config in enumerate(configs):
+            if not isinstance(config, dict):
+                raise ProvisionerConfigError("each provisioner must be a JSON object")
+            kind = str(config.get("type", "")).lower()
+            factory = FACTORIES.get(kind)
+            if factory is None:
+                log.warning(
+                    "provisioner %r: type %r is not supported, skipped",
+                    config.get("name"),
+                    config.get("type"),
+                )
+                continue
+            try:
+                claims = global_claims.merged(config.get("claims"))
+            except ClaimsError as exc:
+                raise ProvisionerConfigError(f"provisioner {config.get('name')!r}: {exc}") from None
+            prov = factory(config, claims)
+            if prov.name in self._by_name:
+                raise ProvisionerConfigError(f"provisioner name {prov.name!r} is not unique")
+            if prov.lookup_key in self._by_key:
+                raise ProvisionerConfigError(f"provisioner key {prov.lookup_key!r} is not unique")
+            self._by_key[prov.lookup_key] = prov
+            self._by_name[prov.name] = prov
+            self._items.append((_uid(index, prov.id), prov))
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (prov for _, prov in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def by_name(self, name: str) -> Provisioner | None:
+        """The provisioner called `name` (renewal finds it from the certificate's extension)."""
+        return self._by_name.get(name)
+
+    def for_token(self, token: Token, all_audiences: list[str]) -> Provisioner:
+        """step-ca's LoadByToken for the token types this CA knows."""
+        aud = token.claims.get("aud")
+        if matches(aud, all_audiences):
+            key = f"{token.claims.get('iss')}:{token.header.get('kid')}"
+            prov = self._by_key.get(key)
+            if prov is not None:
+                return prov
+        raise unauthorized("authority.authorizeToken: provisioner not found or invalid audience")
+
+    def encrypted_key(self, kid: str) -> str | None:
+        """The escrowed JWE of the JWK provisioner whose key id is `kid`."""
+        for _, prov in self._items:
+            if isinstance(prov, JWKProvisioner) and prov.kid == kid and prov.encrypted_key:
+                return prov.encrypted_key
+        return None
+
+    def page(self, cursor: str, limit_text: str | None) -> tuple[list[dict[str, Any]], str]:
+        """One page of `/provisioners` and the next cursor ("" on the last page)."""
+        limit = DEFAULT_LIMIT
+        if limit_text not in (None, ""):
+            try:
+                limit = int(str(limit_text))
+            except ValueError:
+                raise bad_request(f"limit '{limit_text}' is not an integer") from None
+        if limit <= 0:
+            limit = DEFAULT_LIMIT
+        limit = min(limit, MAX_LIMIT)
+        start_uid = cursor.rjust(40, "0") if cursor else ""
+        selected = [(uid, p) for uid, p in self._items if uid >= start_uid]
+        page = selected[:limit]
+        next_cursor = ""
+        if len(selected) > limit:
+            next_cursor = selected[limit][0].lstrip("0")
+        return [p.to_json() for _, p in page], next_cursor
+
+
+def _uid(index: int, ident: str) -> str:
+    digest = bytearray(hashlib.sha1(ident.encode()).digest())
+    digest[:4] = index.to_bytes(4, "big")
+    return digest.hex()
