@@ -8,11 +8,13 @@ certificate past 2/3 of its life re-issues it under a file lock. Clients never s
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
 import random
 import secrets
+import shutil
 import ssl
 import tempfile
 import threading
@@ -51,6 +53,12 @@ _VERSIONS = {
 }
 
 
+def _remove_dir(path: Path, owner: int) -> None:
+    """Remove the runtime directory, from the process that made it (not from workers)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class ServerTLS:
     """Issues, stores, renews and serves the CA's TLS certificate."""
 
@@ -59,6 +67,9 @@ class ServerTLS:
         self.duration = authority.config.server_cert_duration
         self.dir = runtime_dir or Path(tempfile.mkdtemp(prefix="stepstone-tls-"))
         self.dir.chmod(0o700)
+        if runtime_dir is None:
+            owner = os.getpid()
+            atexit.register(_remove_dir, self.dir, owner)
         self.path = self.dir / "server.pem"
         self._password = secrets.token_bytes(32)
         self._lock = threading.Lock()
@@ -96,19 +107,18 @@ class ServerTLS:
     def _current_certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificates(self.path.read_bytes())[0]
 
+    def _stamp(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_ino, st.st_mtime_ns
+
     def _renew_if_due(self, now: datetime) -> None:
+        """Re-issue once the loaded certificate is due, unless another worker already did."""
         if self._renew_at is None or now < self._renew_at:
             return
         with open(self.dir / "renew.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                cert = self._current_certificate()
-                if (
-                    now
-                    >= cert.not_valid_before_utc
-                    + (cert.not_valid_after_utc - cert.not_valid_before_utc) * 2 / 3
-                    - (cert.not_valid_after_utc - cert.not_valid_before_utc) / 20
-                ):
+                if self._stamp() == self._loaded_stat:
                     self.issue()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -143,8 +153,7 @@ class ServerTLS:
                 self._renew_if_due(now)
             except Exception:  # keep serving the old certificate; try again next connection
                 log.exception("renewing the CA's TLS certificate failed")
-            st = os.stat(self.path)
-            stamp = (st.st_ino, st.st_mtime_ns)
+            stamp = self._stamp()
             if self._context is None or stamp != self._loaded_stat:
                 try:
                     ctx = self._build()

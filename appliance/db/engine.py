@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def migrate(engine: Engine) -> None:
 
     import migrations
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     with engine.begin() as conn:

@@ -1,0 +1,185 @@
+"""The authority's signing path: what a caller of /sign gets, and what it never gets."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import func, select
+
+from appliance.authority import Authority
+from appliance.db.models import used_tokens, x509_certs
+from provisioners.errors import CAError
+from provisioners.extension import ProvisionerExtension
+from tests.appliance.conftest import TokenMaker, approx, make_csr, now_utc
+
+
+def _rows(authority: Authority) -> tuple[int, int]:
+    with authority.repository.engine.connect() as conn:
+        certs = conn.execute(select(func.count()).select_from(x509_certs)).scalar_one()
+        tokens = conn.execute(select(func.count()).select_from(used_tokens)).scalar_one()
+    return int(certs), int(tokens)
+
+
+def _fails(status: int, message: str | None = None):  # type: ignore[no-untyped-def]
+    class _Ctx:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, typ, exc, tb):  # type: ignore[no-untyped-def]
+            assert isinstance(exc, CAError), f"expected CAError, got {exc!r}"
+            assert exc.status == status, exc.reason
+            if message is not None:
+                assert exc.message == message
+            return True
+
+    return _Ctx()
+
+
+def test_sign_builds_step_ca_leaf(authority: Authority, token: TokenMaker) -> None:
+    ott = token("foo.test", sans=["foo.test", "10.0.0.5"])
+    result = authority.sign(make_csr("foo.test", ["foo.test", "10.0.0.5"]), ott)
+    cert = result.certificate
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "foo.test"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["foo.test"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.5")]
+    now = now_utc()
+    assert approx(cert.not_valid_before_utc, now - timedelta(minutes=1))
+    assert approx(cert.not_valid_after_utc, now + timedelta(hours=24))
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature and not ku.value.key_encipherment
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = (
+        authority.intermediates[0]
+        .extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        .value
+    )
+    assert aki.key_identifier == ski.digest
+    ext = ProvisionerExtension.from_certificate(cert)
+    assert ext is not None and ext.name == "admin" and ext.credential_id == token.kid
+    assert result.chain == [cert, *authority.intermediates]
+    assert cert.serial_number.bit_length() > 64
+    assert _rows(authority) == (1, 1)
+
+
+def test_rsa_leaf_gets_key_encipherment(authority: Authority, token: TokenMaker) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = authority.sign(make_csr("foo.test", [], key), token()).certificate
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+
+
+def test_replay_is_refused_and_writes_nothing(authority: Authority, token: TokenMaker) -> None:
+    ott = token()
+    authority.sign(make_csr("foo.test", []), ott)
+    with _fails(401):
+        authority.sign(make_csr("foo.test", []), ott)
+    assert _rows(authority) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"aud": "https://other.test/1.0/sign"}, "audience"),
+        ({"aud": "https://ca.test:9000/1.0/revoke"}, "audience of another method"),
+        ({"iss": "nobody"}, "issuer"),
+        ({"exp": int(now_utc().timestamp()) - 120}, "expired"),
+        ({"nbf": int(now_utc().timestamp()) + 300}, "not yet valid"),
+        ({"sub": ""}, "empty subject"),
+    ],
+)
+def test_bad_tokens_are_401(
+    authority: Authority, token: TokenMaker, overrides: dict[str, object], why: str
+) -> None:
+    with _fails(401):
+        authority.sign(make_csr(None, ["foo.test"]), token(**overrides))
+    assert _rows(authority) == (0, 0), why
+
+
+def test_port_in_audience_is_ignored(authority: Authority, token: TokenMaker) -> None:
+    authority.sign(make_csr("foo.test", []), token(aud="https://ca.test:443/sign"))
+
+
+def test_token_from_before_start_is_refused(authority: Authority, token: TokenMaker) -> None:
+    with _fails(401):
+        authority.sign(make_csr("foo.test", []), token(iat=authority.start_time - 60))
+
+
+def test_token_signed_by_another_key_is_401(authority: Authority, token: TokenMaker) -> None:
+    token.key = ec.generate_private_key(ec.SECP256R1())
+    with _fails(401):
+        authority.sign(make_csr("foo.test", []), token())
+
+
+def test_garbage_token_is_401(authority: Authority) -> None:
+    with _fails(401):
+        authority.sign(make_csr("foo.test", []), "not.a.jwt")
+
+
+def test_sans_must_match_token(authority: Authority, token: TokenMaker) -> None:
+    msg = (
+        "The request was forbidden by the certificate authority: certificate request does not "
+        "contain the valid DNS names - got [evil.test], want [foo.test]."
+    )
+    with _fails(403, msg):
+        authority.sign(make_csr("foo.test", ["evil.test"]), token())
+    assert _rows(authority) == (0, 0)
+
+
+def test_common_name_must_be_subject_or_san(authority: Authority, token: TokenMaker) -> None:
+    with _fails(403):
+        authority.sign(make_csr("evil.test", []), token())
+
+
+def test_weak_rsa_key_is_403(authority: Authority, token: TokenMaker) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    msg = (
+        "The request was forbidden by the certificate authority: certificate request RSA key "
+        "must be at least 2048 bits (256 bytes)."
+    )
+    with _fails(403, msg):
+        authority.sign(make_csr("foo.test", [], key), token())
+
+
+def test_requested_durations(authority: Authority, token: TokenMaker) -> None:
+    cert = authority.sign(make_csr("foo.test", []), token(), not_after="2h").certificate
+    assert approx(
+        cert.not_valid_after_utc - cert.not_valid_before_utc, timedelta(hours=2, minutes=1), 5
+    )  # type: ignore[arg-type]
+    msg = (
+        "The request was forbidden by the certificate authority: requested duration of "
+        "2000h1m0s is more than the authorized maximum certificate duration of 24h1m0s."
+    )
+    with _fails(403, msg):
+        authority.sign(make_csr("foo.test", []), token(), not_after="2000h")
+    with _fails(403):
+        authority.sign(make_csr("foo.test", []), token(), not_after="1m")
+    with _fails(400):
+        authority.sign(make_csr("foo.test", []), token(), not_after="2020-01-01T00:00:00Z")
+    with _fails(400):
+        authority.sign(make_csr("foo.test", []), token(), not_after="tomorrow")
+
+
+def test_invalid_csr_is_400(authority: Authority, token: TokenMaker) -> None:
+    with _fails(400, "The request could not be completed: invalid csr."):
+        authority.sign(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            token(),
+        )
+
+
+def test_root_lookup(authority: Authority) -> None:
+    from appliance.authority import fingerprint
+
+    fp = fingerprint(authority.roots[0])
+    assert authority.root_by_fingerprint(fp.upper()) == authority.roots[0]
+    dashed = "-".join(fp[i : i + 8] for i in range(0, 64, 8))
+    assert authority.root_by_fingerprint(dashed) == authority.roots[0]
+    with _fails(404):
+        authority.root_by_fingerprint("00" * 32)

@@ -1,0 +1,103 @@
+"""Provisioner collection: config validation, token lookup and step-ca's paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from provisioners.audience import Method, audiences, matches
+from provisioners.claims import Claims, ClaimsError
+from provisioners.errors import CAError
+from provisioners.jose import public_jwk
+from provisioners.jwk import ProvisionerConfigError
+from provisioners.registry import ProvisionerRegistry, parse_token
+
+
+def _jwk_config(name: str) -> dict[str, Any]:
+    return {"type": "JWK", "name": name, "key": public_jwk(ec.generate_private_key(ec.SECP256R1()))}
+
+
+def _registry(n: int) -> ProvisionerRegistry:
+    return ProvisionerRegistry([_jwk_config(f"p{i}") for i in range(n)], Claims())
+
+
+def test_paging_follows_config_order_and_cursor() -> None:
+    reg = _registry(5)
+    first, cursor = reg.page("", "2")
+    assert [p["name"] for p in first] == ["p0", "p1"]
+    assert cursor
+    second, cursor2 = reg.page(cursor, "2")
+    assert [p["name"] for p in second] == ["p2", "p3"]
+    last, cursor3 = reg.page(cursor2, "2")
+    assert [p["name"] for p in last] == ["p4"] and cursor3 == ""
+
+
+@pytest.mark.parametrize(("limit", "count"), [(None, 20), ("0", 20), ("-3", 20), ("500", 100)])
+def test_limit_defaults_and_cap(limit: str | None, count: int) -> None:
+    items, _ = _registry(120).page("", limit)
+    assert len(items) == count
+
+
+def test_non_integer_limit_is_400() -> None:
+    with pytest.raises(CAError) as err:
+        _registry(1).page("", "abc")
+    assert err.value.status == 400
+    assert err.value.message == "The request could not be completed: limit 'abc' is not an integer."
+
+
+def test_json_keeps_step_field_order() -> None:
+    cfg = _jwk_config("a")
+    cfg["encryptedKey"] = "x.y.z"
+    cfg["type"] = "jwk"
+    item = _registry(0).__class__([cfg], Claims()).page("", None)[0][0]
+    assert list(item) == ["type", "name", "key", "encryptedKey"]
+    assert item["type"] == "JWK"
+
+
+def test_duplicate_names_and_unknown_types() -> None:
+    with pytest.raises(ProvisionerConfigError):
+        ProvisionerRegistry([_jwk_config("a"), _jwk_config("a")], Claims())
+    reg = ProvisionerRegistry([{"type": "Nebula", "name": "n"}, _jwk_config("a")], Claims())
+    assert [p.name for p in reg] == ["a"]
+    with pytest.raises(ProvisionerConfigError):
+        ProvisionerRegistry([{"type": "JWK", "name": "x"}], Claims())
+
+
+def test_encrypted_key_lookup() -> None:
+    cfg = _jwk_config("a")
+    cfg["encryptedKey"] = "jwe"
+    reg = ProvisionerRegistry([cfg, _jwk_config("b")], Claims())
+    assert reg.encrypted_key(cfg["key"]["kid"]) == "jwe"
+    assert reg.encrypted_key("unknown") is None
+
+
+def test_unparseable_token_is_401() -> None:
+    with pytest.raises(CAError) as err:
+        parse_token("garbage")
+    assert err.value.status == 401
+
+
+def test_audiences_and_port_insensitive_match() -> None:
+    sign = audiences(["ca.test", "::1"], Method.SIGN)
+    assert "https://ca.test/1.0/sign" in sign and "https://[::1]/sign" in sign
+    assert matches("https://ca.test:9000/1.0/sign", sign)
+    assert matches(["x", "https://[::1]:443/1.0/sign"], sign)
+    assert not matches("https://ca.test/1.0/renew", sign)
+    assert not matches("http://ca.test/1.0/sign", sign)
+    assert not matches(42, sign)
+    assert "step-certificate-authority" not in audiences(["ca.test"], Method.RENEW)
+
+
+def test_claims_merge_and_validation() -> None:
+    c = Claims().merged({"maxTLSCertDuration": "48h", "defaultTLSCertDuration": "1h"})
+    assert c.max_tls.total_seconds() == 48 * 3600 and c.default_tls.total_seconds() == 3600
+    # step-ca's quirk: a default alone below the global minimum drags the minimum along.
+    assert Claims().merged({"defaultTLSCertDuration": "1m"}).min_tls.total_seconds() == 60
+    with pytest.raises(ClaimsError):
+        Claims().merged({"minTLSCertDuration": "2h", "maxTLSCertDuration": "1h"})
+    with pytest.raises(ClaimsError):
+        Claims().merged({"maxTLSCertDuration": "forever"})
+    with pytest.raises(ClaimsError):
+        Claims().merged({"disableRenewal": "yes"})
