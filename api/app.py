@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from api import health, provisioners, roots, sign
+from api import health, provisioners, renew, revocation, revoke, roots, sign
 from api.render import handle_ca_error, handle_http_error, handle_unexpected
 from appliance.authority import Authority
 from provisioners.errors import CAError
@@ -29,8 +29,17 @@ def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Respon
         ("/provisioners", provisioners.Provisioners(authority)),
         ("/provisioners/{kid}/encrypted-key", provisioners.EncryptedKey(authority)),
         ("/sign", sign.Sign(authority)),
+        ("/renew", renew.Renew(authority)),
+        ("/re-sign", renew.Renew(authority)),
+        ("/rekey", renew.Rekey(authority)),
+        ("/revoke", revoke.Revoke(authority)),
+        ("/crl", revocation.CRL(authority)),
+        ("/intermediate.crt", revocation.IntermediateDER(authority)),
     ]
+    ocsp = revocation.OCSP(authority)
+    routes.append(("/ocsp", ocsp))
     for path, resource in routes:
         app.add_route(path, resource)
         app.add_route("/1.0" + path, resource)
+    app.add_sink(ocsp.sink, prefix=r"^(/1\.0)?/ocsp/")
     return app

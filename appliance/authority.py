@@ -13,21 +13,40 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from appliance import csr_checks
+from appliance import csr_checks, renew_token
 from appliance.config import CAConfig
+from appliance.crl import CRLPublisher, crl_url
 from appliance.db.engine import database_url, migrate, open_engine
-from appliance.db.repository import Repository, UsedToken
-from appliance.profiles import LeafRequest, SubjectAltNames, build_leaf, subject_name
-from appliance.validity import check_window, requested_window
+from appliance.db.repository import Repository, Revocation, UsedToken
+from appliance.ocsp import OCSPResponder
+from appliance.profiles import (
+    LeafRequest,
+    RevocationPointers,
+    SubjectAltNames,
+    build_leaf,
+    build_renewal,
+    subject_name,
+)
+from appliance.validity import check_window, go_time, requested_window
 from keystores import KeyStoreError, open_keystore
 from provisioners.audience import Method, audiences
-from provisioners.errors import CAError, bad_request, unauthorized
+from provisioners.base import token_hash
+from provisioners.claims import Claims
+from provisioners.errors import (
+    CAError,
+    bad_request,
+    forbidden,
+    unauthorized,
+    unauthorized_public,
+)
+from provisioners.extension import ProvisionerExtension
 from provisioners.registry import ProvisionerRegistry, parse_token
 
 log = logging.getLogger(__name__)
@@ -62,6 +81,16 @@ def pem(cert: x509.Certificate) -> str:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER, lowercase hex: step's root fingerprint."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+@dataclass(frozen=True)
+class RevokeRequest:
+    """A validated /revoke body."""
+
+    serial: int
+    reason_code: int
+    reason: str
+    ott: str | None
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,17 @@ class Authority:
         engine = open_engine(database_url(config.db, config.base_dir))
         migrate(engine)
         self.repository = Repository(engine)
+        self.crl = CRLPublisher(config, self.intermediates[0], self.signer, self.repository)
+        self.ocsp = OCSPResponder(self.intermediates[0], self.signer, self.repository)
+        self._pointers = (
+            RevocationPointers(
+                crl_url=crl_url(config),
+                ocsp_url=f"{config.base_url}/ocsp",
+                issuer_url=f"{config.base_url}/1.0/intermediate.crt",
+            )
+            if config.crl.enabled
+            else None
+        )
 
     def after_fork(self) -> None:
         """In a new worker process: drop pooled connections inherited from the parent."""
@@ -153,6 +193,7 @@ class Authority:
             not_before=window.not_before,
             not_after=window.not_after,
             extension=options.extension,
+            revocation=self._pointers,
         )
         cert = build_leaf(request, self.intermediates[0], self.signer)
         self.repository.record_issuance(
@@ -168,6 +209,126 @@ class Authority:
             cert.not_valid_after_utc.isoformat(),
         )
         return SignResult(cert, [cert, *self.intermediates])
+
+    # --- renewal, rekey, revocation ------------------------------------------------------
+
+    def _own(self, cert: x509.Certificate) -> None:
+        """Refuse certificates this CA's intermediate did not sign."""
+        for issuer in self.intermediates:
+            try:
+                cert.verify_directly_issued_by(issuer)
+                return
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+        raise unauthorized("certificate was not issued by this authority")
+
+    def _renewal_claims(self, cert: x509.Certificate) -> tuple[Claims, str]:
+        ext = ProvisionerExtension.from_certificate(cert)
+        if ext is None:
+            return self.config.claims, ""
+        prov = self.registry.by_name(ext.name)
+        if prov is None:
+            raise unauthorized(f"provisioner {ext.name!r} of the certificate is not configured")
+        return prov.claims, prov.name
+
+    def _reissue(
+        self, old: x509.Certificate, public_key: CertificatePublicKeyTypes, token: UsedToken | None
+    ) -> SignResult:
+        """step-ca's renew/rekey checks, then the same lifetime from now, a new serial."""
+        now = datetime.now(UTC)
+        if self.repository.is_revoked(old.serial_number):
+            raise unauthorized(f"certificate {old.serial_number} has been revoked")
+        claims, prov_name = self._renewal_claims(old)
+        if claims.disable_renewal:
+            raise unauthorized(f"renew is disabled for provisioner {prov_name!r}")
+        if now < old.not_valid_before_utc:
+            raise unauthorized("certificate is not yet valid")
+        if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
+            raise unauthorized_public(f"certificate expired on {go_time(old.not_valid_after_utc)}")
+        backdate = self.config.backdate
+        lifetime = old.not_valid_after_utc - old.not_valid_before_utc
+        cert = build_renewal(
+            old,
+            public_key,
+            now - backdate,
+            now + lifetime - backdate,
+            self.intermediates[0],
+            self.signer,
+        )
+        self.repository.record_issuance(token, cert, prov_name)
+        log.info("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
+        return SignResult(cert, [cert, *self.intermediates])
+
+    def renew(self, peer: x509.Certificate) -> SignResult:
+        """POST /renew with a client certificate (the TLS layer verified its chain)."""
+        self._own(peer)
+        return self._reissue(peer, peer.public_key(), None)
+
+    def renew_with_token(self, raw: str) -> SignResult:
+        """POST /renew with `Authorization: Bearer` (x5cInsecure token; expired certs too)."""
+        token = parse_token(raw)
+        leaf = renew_token.leaf_of(token)
+        self._own(leaf)
+        claims = renew_token.verify(token, leaf, self._audiences[Method.RENEW])
+        used = UsedToken(token_hash(raw), "", datetime.fromtimestamp(float(claims["exp"]), UTC))
+        if self.repository.token_used(used.id):
+            raise unauthorized("authority.Authorize: token already used")
+        return self._reissue(leaf, leaf.public_key(), used)
+
+    def rekey(self, peer: x509.Certificate, csr_pem: str) -> SignResult:
+        """POST /rekey: the client certificate's identity on the CSR's new key."""
+        self._own(peer)
+        csr = csr_checks.parse_csr(csr_pem)
+        csr_checks.check_key(csr)
+        return self._reissue(peer, csr.public_key(), None)
+
+    def revoke(self, req: RevokeRequest, peer: x509.Certificate | None) -> None:
+        """POST /revoke: passive revocation by one-time token or by the certificate itself."""
+        now = datetime.now(UTC)
+        token_row: UsedToken | None = None
+        provisioner = ""
+        if req.ott:
+            token = parse_token(req.ott)
+            prov = self.registry.for_token(token, self._all_audiences)
+            self._check_issued_at(token.claims.get("iat"))
+            options = prov.authorize(token, Method.REVOKE, self._audiences[Method.REVOKE])
+            if options.subject != str(req.serial):
+                raise forbidden(
+                    f'request serial number "{req.serial}" and token subject '
+                    f'"{options.subject}" do not match'
+                )
+            token_row = UsedToken(options.token_id, prov.name, options.token_expires)
+            provisioner = prov.name
+        elif peer is not None:
+            self._own(peer)
+            if peer.serial_number != req.serial:
+                raise forbidden(
+                    f'request serial number "{req.serial}" and certificate serial number '
+                    f'"{peer.serial_number}" do not match'
+                )
+            provisioner = self._renewal_claims(peer)[1]
+        else:
+            raise bad_request("missing ott or client certificate")
+        self.repository.revoke(
+            Revocation(
+                serial=req.serial,
+                reason_code=req.reason_code,
+                reason=req.reason,
+                provisioner=provisioner,
+                token_id=token_row.id if token_row else "",
+                mtls=token_row is None,
+                revoked_at=now.replace(microsecond=0),
+            ),
+            token_row,
+        )
+        log.info(
+            "revoked serial=%s reason=%d by %s",
+            req.serial,
+            req.reason_code,
+            "token" if token_row else "mTLS",
+        )
+        if self.config.crl.enabled and self.config.crl.generate_on_revoke:
+            self.crl.generate()
 
     def _check_issued_at(self, iat: object) -> None:
         if self.config.disable_issued_at_check or iat is None:

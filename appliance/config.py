@@ -29,6 +29,17 @@ DEFAULT_TLS: dict[str, Any] = {
 DEFAULT_COMMON_NAME = "Step Online CA"
 
 
+@dataclass(frozen=True)
+class CRLConfig:
+    """ca.json `crl`: step-ca's block, plus the OCSP responder that rides on it."""
+
+    enabled: bool = False
+    generate_on_revoke: bool = True
+    cache_duration: timedelta = timedelta(hours=24)
+    renew_period: timedelta | None = None
+    idp_url: str = ""
+
+
 class ConfigError(ValueError):
     """A ca.json step-ca would refuse, with a message that names the field."""
 
@@ -77,6 +88,15 @@ class CAConfig:
     base_dir: Path = field(default_factory=step_path)
     server_cert_duration: timedelta = timedelta(hours=24)
     workers: int = 2
+    crl: CRLConfig = field(default_factory=CRLConfig)
+
+    @property
+    def base_url(self) -> str:
+        """`https://<first dns name>[:port]`: where clients reach this CA."""
+        host = self.dns_names[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}" if self.port == 443 else f"https://{host}:{self.port}"
 
     @classmethod
     def load(cls, path: Path) -> CAConfig:
@@ -147,6 +167,7 @@ class CAConfig:
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError("stepstone.workers must be a positive integer")
         template = authority.get("template") or {}
+        crl = _crl_config(raw.get("crl"))
         return cls(
             path=path,
             raw=raw,
@@ -170,6 +191,7 @@ class CAConfig:
             base_dir=base,
             server_cert_duration=server_duration,
             workers=workers,
+            crl=crl,
         )
 
     def tls_options(self) -> dict[str, Any]:
@@ -189,3 +211,24 @@ def _duration(value: Any, name: str, default: timedelta) -> timedelta:
         return parse_duration(str(value))
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _crl_config(raw: Any) -> CRLConfig:
+    if raw is None:
+        return CRLConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("crl must be a JSON object")
+    cache = _duration(raw.get("cacheDuration"), "crl.cacheDuration", timedelta(hours=24))
+    if cache <= timedelta(0):
+        raise ConfigError("crl.cacheDuration must be greater than 0")
+    renew = raw.get("renewPeriod")
+    period = _duration(renew, "crl.renewPeriod", cache) if renew not in (None, "") else None
+    if period is not None and not timedelta(0) < period <= cache:
+        raise ConfigError("crl.renewPeriod must be greater than 0 and at most crl.cacheDuration")
+    return CRLConfig(
+        enabled=bool(raw.get("enabled", False)),
+        generate_on_revoke=bool(raw.get("generateOnRevoke", True)),
+        cache_duration=cache,
+        renew_period=period,
+        idp_url=str(raw.get("idpURL") or ""),
+    )

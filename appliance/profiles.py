@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from provisioners.extension import ProvisionerExtension
 
@@ -182,12 +183,13 @@ def build_intermediate(
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(aki_for(issuer), critical=False)
     )
     return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]
 
 
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def aki_for(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI of certificates `issuer` signs: its SKI, or one computed from its key."""
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
@@ -207,6 +209,68 @@ class LeafRequest:
     not_before: datetime
     not_after: datetime
     extension: ProvisionerExtension | None = None
+    revocation: RevocationPointers | None = None
+
+
+@dataclass(frozen=True)
+class RevocationPointers:
+    """Where relying parties check a leaf: CRL distribution point, OCSP and issuer URLs."""
+
+    crl_url: str
+    ocsp_url: str
+    issuer_url: str
+
+    def extensions(self) -> list[x509.ExtensionType]:
+        uri = x509.UniformResourceIdentifier
+        return [
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([uri(self.crl_url)], None, None, None)]
+            ),
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(AuthorityInformationAccessOID.OCSP, uri(self.ocsp_url)),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS, uri(self.issuer_url)
+                    ),
+                ]
+            ),
+        ]
+
+
+def build_renewal(
+    old: x509.Certificate,
+    public_key: CertificatePublicKeyTypes,
+    not_before: datetime,
+    not_after: datetime,
+    issuer: x509.Certificate,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+) -> x509.Certificate:
+    """A renewed (same key) or rekeyed (new key) copy of `old`: same subject and extensions,
+    except the AKI (new issuer) and, for a new key, the SKI."""
+    same_key = public_key.public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    ) == old.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for ext in old.extensions:
+        if isinstance(ext.value, x509.AuthorityKeyIdentifier):
+            continue
+        if isinstance(ext.value, x509.SubjectKeyIdentifier) and not same_key:
+            continue
+        builder = builder.add_extension(ext.value, ext.critical)
+    if not same_key:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+    builder = builder.add_extension(aki_for(issuer), critical=False)
+    return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]
 
 
 def build_leaf(
@@ -243,7 +307,7 @@ def build_leaf(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(aki_for(issuer), critical=False)
     )
     if req.sans:
         # RFC 5280: the SAN extension is critical when the subject is empty.
@@ -253,4 +317,7 @@ def build_leaf(
         )
     if req.extension is not None:
         builder = builder.add_extension(req.extension.to_x509_extension(), critical=False)
+    if req.revocation is not None:
+        for ext in req.revocation.extensions():
+            builder = builder.add_extension(ext, critical=False)
     return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]

@@ -43,6 +43,9 @@ def database_url(db: dict[str, Any] | None, base: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, issue BEGIN: savepoints (used to tell a replayed token from
+    # other conflicts) need it. See SQLAlchemy's notes on the pysqlite driver.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -51,11 +54,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def open_engine(url: str) -> Engine:
     """An engine with SQLite in WAL mode and durable commits; files made 0600."""
     engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         db_file = engine.url.database
         if db_file and db_file != ":memory:":
             p = Path(db_file)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, MetaData, String, Table
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
 
 metadata = MetaData()
 
@@ -25,4 +35,27 @@ used_tokens = Table(
     Column("provisioner", String(255), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+revoked_x509_certs = Table(
+    "revoked_x509_certs",
+    metadata,
+    Column("serial", String(64), primary_key=True, comment="decimal serial number"),
+    Column("reason_code", Integer, nullable=False),
+    Column("reason", String(1024), nullable=False, default=""),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("provisioner", String(255), nullable=False, default=""),
+    Column("token_id", String(255), nullable=False, default=""),
+    Column("mtls", Boolean, nullable=False, default=False),
+)
+
+crls = Table(
+    "crls",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="always 1: the current CRL"),
+    Column("number", Integer, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("this_update", DateTime(timezone=True), nullable=False),
+    Column("next_update", DateTime(timezone=True), nullable=False),
 )

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from appliance.db.models import used_tokens, x509_certs
-from provisioners.errors import unauthorized, unavailable
+from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
+from provisioners.errors import CAError, bad_request, unauthorized, unavailable
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """Who revoked which serial, when and why."""
+
+    serial: int
+    reason_code: int
+    reason: str
+    provisioner: str
+    token_id: str
+    mtls: bool
+    revoked_at: datetime
+
+
+@dataclass(frozen=True)
+class RevokedEntry:
+    """One CRL / OCSP entry."""
+
+    serial: int
+    revoked_at: datetime
+    reason_code: int
+
+
+@dataclass(frozen=True)
+class StoredCRL:
+    """The current CRL."""
+
+    number: int
+    der: bytes
+    this_update: datetime
+    next_update: datetime
 
 
 @dataclass(frozen=True)
@@ -29,16 +63,20 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def record_issuance(self, token: UsedToken, cert: x509.Certificate, provisioner: str) -> None:
-        """Burn the token and store the certificate atomically.
-
-        The token row is a plain INSERT on a primary key, so two appliances sharing the
-        database cannot both accept one token: the loser gets a unique violation (401) and its
-        certificate is never returned. Nothing is written when anything fails.
-        """
-        now = datetime.now(UTC)
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise unavailable(f"database unavailable: {exc.orig}") from None
+
+    @staticmethod
+    def _burn(conn: Connection, token: UsedToken | None, now: datetime) -> None:
+        if token is None:
+            return
+        try:
+            with conn.begin_nested():
                 conn.execute(
                     insert(used_tokens).values(
                         id=token.id,
@@ -47,20 +85,140 @@ class Repository:
                         expires_at=token.expires_at,
                     )
                 )
-                conn.execute(
-                    insert(x509_certs).values(
-                        serial=str(cert.serial_number),
-                        der=cert.public_bytes(Encoding.DER),
-                        provisioner=provisioner,
-                        subject=cert.subject.rfc4514_string()[:1024],
-                        not_after=cert.not_valid_after_utc,
-                        issued_at=now,
-                    )
-                )
         except IntegrityError:
             raise unauthorized("authority.Authorize: token already used") from None
-        except OperationalError as exc:
-            raise unavailable(f"database unavailable: {exc.orig}") from None
+
+    def record_issuance(
+        self, token: UsedToken | None, cert: x509.Certificate, provisioner: str
+    ) -> None:
+        """Burn the token (if any) and store the certificate atomically.
+
+        The token row is a plain INSERT on a primary key, so two appliances sharing the
+        database cannot both accept one token: the loser gets a unique violation (401) and its
+        certificate is never returned. Nothing is written when anything fails.
+        """
+        now = datetime.now(UTC)
+        with self._transaction() as conn:
+            self._burn(conn, token, now)
+            conn.execute(
+                insert(x509_certs).values(
+                    serial=str(cert.serial_number),
+                    der=cert.public_bytes(Encoding.DER),
+                    provisioner=provisioner,
+                    subject=cert.subject.rfc4514_string()[:1024],
+                    not_after=cert.not_valid_after_utc,
+                    issued_at=now,
+                )
+            )
+
+    def revoke(self, rev: Revocation, token: UsedToken | None) -> None:
+        """Record a revocation in the transaction that checks the certificate exists.
+
+        Unknown serial: 404. Already revoked: step-ca's 400. Token replayed: 401.
+        """
+        serial = str(rev.serial)
+        with self._transaction() as conn:
+            not_after = conn.execute(
+                select(x509_certs.c.not_after).where(x509_certs.c.serial == serial)
+            ).scalar_one_or_none()
+            if not_after is None:
+                raise CAError(
+                    404,
+                    f"revoke: serial {serial} not found",
+                    public=f"certificate with serial number '{serial}' was not found",
+                )
+            self._burn(conn, token, rev.revoked_at)
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(revoked_x509_certs).values(
+                            serial=serial,
+                            reason_code=rev.reason_code,
+                            reason=rev.reason[:1024],
+                            revoked_at=rev.revoked_at,
+                            expires_at=not_after,
+                            provisioner=rev.provisioner,
+                            token_id=rev.token_id,
+                            mtls=rev.mtls,
+                        )
+                    )
+            except IntegrityError:
+                raise bad_request(
+                    f"certificate with serial number '{serial}' is already revoked"
+                ) from None
+
+    def revocation(self, serial: int) -> RevokedEntry | None:
+        """The revocation of a serial, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(revoked_x509_certs.c.revoked_at, revoked_x509_certs.c.reason_code).where(
+                    revoked_x509_certs.c.serial == str(serial)
+                )
+            ).first()
+        if row is None:
+            return None
+        return RevokedEntry(serial, _aware(row.revoked_at), int(row.reason_code))
+
+    def is_revoked(self, serial: int) -> bool:
+        return self.revocation(serial) is not None
+
+    def is_issued(self, serial: int) -> bool:
+        """Whether this CA issued (and stored) a certificate with this serial."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(x509_certs.c.serial).where(x509_certs.c.serial == str(serial))
+            ).first()
+        return found is not None
+
+    def revoked_since(self, expired_after: datetime) -> list[RevokedEntry]:
+        """Revocations of certificates that expired after `expired_after` (CRL entries)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    revoked_x509_certs.c.serial,
+                    revoked_x509_certs.c.revoked_at,
+                    revoked_x509_certs.c.reason_code,
+                )
+                .where(revoked_x509_certs.c.expires_at > expired_after)
+                .order_by(revoked_x509_certs.c.revoked_at)
+            ).all()
+        return [RevokedEntry(int(r.serial), _aware(r.revoked_at), int(r.reason_code)) for r in rows]
+
+    def current_crl(self) -> StoredCRL | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(crls).where(crls.c.id == 1)).first()
+        if row is None:
+            return None
+        return StoredCRL(
+            int(row.number), bytes(row.der), _aware(row.this_update), _aware(row.next_update)
+        )
+
+    def replace_crl(self, build: Callable[[int], StoredCRL]) -> StoredCRL:
+        """Take the next CRL number and store the CRL `build(number)` makes, atomically.
+
+        The number is bumped by an UPDATE first, which takes the write lock (SQLite) or the
+        row lock (PostgreSQL), so concurrent generators get distinct, growing numbers.
+        """
+        with self._transaction() as conn:
+            bumped = conn.execute(
+                update(crls).where(crls.c.id == 1).values(number=crls.c.number + 1)
+            )
+            if bumped.rowcount:
+                number = int(conn.execute(select(crls.c.number).where(crls.c.id == 1)).scalar_one())
+            else:
+                number = 1
+            crl = build(number)
+            values = {
+                "number": crl.number,
+                "der": crl.der,
+                "this_update": crl.this_update,
+                "next_update": crl.next_update,
+            }
+            if bumped.rowcount:
+                conn.execute(update(crls).where(crls.c.id == 1).values(**values))
+            else:
+                conn.execute(insert(crls).values(id=1, **values))
+        return crl
 
     def certificate(self, serial: int) -> x509.Certificate | None:
         """An issued certificate by serial, or None."""
@@ -83,3 +241,8 @@ class Repository:
         with self.engine.begin() as conn:
             result = conn.execute(delete(used_tokens).where(used_tokens.c.expires_at < before))
         return int(result.rowcount or 0)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,45 @@
+"""`POST /renew` (client certificate or bearer token) and `POST /rekey` (client certificate)."""
+
+from __future__ import annotations
+
+import falcon
+
+from api.mtls import peer_certificate
+from api.render import json_response, read_json
+from api.sign import chain_response
+from appliance.authority import Authority, require_csr
+from provisioners.errors import bad_request
+
+
+class Renew:
+    """Same identity, same lifetime, new serial."""
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        peer = peer_certificate(req)
+        if peer is not None:
+            result = self.authority.renew(peer)
+        else:
+            auth = req.get_header("Authorization") or ""
+            scheme, _, token = auth.partition(" ")
+            if scheme != "Bearer" or not token.strip():
+                raise bad_request("missing client certificate")
+            result = self.authority.renew_with_token(token.strip())
+        json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)
+
+
+class Rekey:
+    """Same identity on a new key (the CSR's)."""
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        peer = peer_certificate(req)
+        if peer is None:
+            raise bad_request("missing client certificate")
+        csr = require_csr(read_json(req).get("csr"))
+        result = self.authority.rekey(peer, csr)
+        json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)

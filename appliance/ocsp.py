@@ -1,0 +1,124 @@
+"""An RFC 6960 OCSP responder for the certificates this CA issued (beyond step-ca).
+
+Answers good / revoked (time and reason) / unknown, signed by the intermediate, echoing the
+request's nonce. A request about another issuer gets `unauthorized`, garbage `malformedRequest`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+
+from appliance.crl import REASONS
+from appliance.db.repository import Repository
+from appliance.profiles import hash_for
+
+# How long a response may be cached by relying parties.
+RESPONSE_VALIDITY = timedelta(hours=1)
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def _issuer_hashes(
+    issuer: x509.Certificate, algorithm: hashes.HashAlgorithm
+) -> tuple[bytes, bytes]:
+    name = hashes.Hash(algorithm)
+    name.update(issuer.subject.public_bytes())
+    spki = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    # The key hash covers the BIT STRING contents of subjectPublicKey, not the whole SPKI.
+    key_bits = _subject_public_key_bits(spki)
+    key = hashes.Hash(algorithm)
+    key.update(key_bits)
+    return name.finalize(), key.finalize()
+
+
+def _read_tlv(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of value, end of value) of the DER element at `offset`."""
+    tag = data[offset]
+    length = data[offset + 1]
+    pos = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    return tag, pos, pos + length
+
+
+def _subject_public_key_bits(spki: bytes) -> bytes:
+    _, start, _ = _read_tlv(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
+    _, _, alg_end = _read_tlv(spki, start)  # AlgorithmIdentifier
+    _, bits_start, bits_end = _read_tlv(spki, alg_end)  # BIT STRING
+    return spki[bits_start + 1 : bits_end]  # skip the unused-bits byte
+
+
+class OCSPResponder:
+    """Builds signed OCSP responses from the revocation table."""
+
+    def __init__(
+        self,
+        issuer: x509.Certificate,
+        signer: CertificateIssuerPrivateKeyTypes,
+        repository: Repository,
+    ) -> None:
+        self.issuer = issuer
+        self.signer = signer
+        self.repository = repository
+
+    def respond(self, request_der: bytes) -> bytes:
+        """The DER OCSP response to a DER OCSP request (never raises on bad input)."""
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+            algorithm = request.hash_algorithm
+        except (ValueError, TypeError):
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        hash_cls = _HASHES.get(algorithm.name)
+        if hash_cls is None:
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        name_hash, key_hash = _issuer_hashes(self.issuer, hash_cls())
+        if (request.issuer_name_hash, request.issuer_key_hash) != (name_hash, key_hash):
+            return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        serial = request.serial_number
+        now = datetime.now(UTC).replace(microsecond=0)
+        revoked = self.repository.revocation(serial)
+        revocation_time = None
+        reason = None
+        if revoked is not None:
+            status = ocsp.OCSPCertStatus.REVOKED
+            revocation_time = revoked.revoked_at
+            reason = REASONS.get(revoked.reason_code) or x509.ReasonFlags.unspecified
+        elif self.repository.is_issued(serial):
+            status = ocsp.OCSPCertStatus.GOOD
+        else:
+            status = ocsp.OCSPCertStatus.UNKNOWN
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=name_hash,
+            issuer_key_hash=key_hash,
+            serial_number=serial,
+            algorithm=hash_cls(),
+            cert_status=status,
+            this_update=now,
+            next_update=now + RESPONSE_VALIDITY,
+            revocation_time=revocation_time,
+            revocation_reason=reason,
+        )
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuer)
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
+            builder = builder.add_extension(nonce.value, critical=False)
+        except x509.ExtensionNotFound:
+            pass
+        response = builder.sign(self.signer, hash_for(self.signer))
+        return response.public_bytes(Encoding.DER)
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(Encoding.DER)
