@@ -245,8 +245,10 @@ class Authority:
             raise unauthorized("certificate is not yet valid")
         if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
             raise unauthorized_public(f"certificate expired on {go_time(old.not_valid_after_utc)}")
-        backdate = self.config.backdate
         lifetime = old.not_valid_after_utc - old.not_valid_before_utc
+        # Same total lifetime, backdated like issuance; a very short certificate is not
+        # backdated, or its renewal would start out expired.
+        backdate = self.config.backdate if lifetime > 2 * self.config.backdate else timedelta(0)
         cert = build_renewal(
             old,
             public_key,
