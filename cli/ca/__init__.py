@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.ca import init, issue, trust
+from cli.ca import init, issue, lifecycle, trust
 
 app = typer.Typer(
     help="Initialise a CA, bootstrap trust in it, and get certificates from it.",
@@ -18,6 +18,9 @@ app.command(name="health")(trust.health_command)
 app.command(name="token")(issue.token_command)
 app.command(name="certificate")(issue.certificate_command)
 app.command(name="sign")(issue.sign_command)
+app.command(name="renew")(lifecycle.renew_command)
+app.command(name="rekey")(lifecycle.rekey_command)
+app.command(name="revoke")(lifecycle.revoke_command)
 
 provisioner_app = typer.Typer(help="List the CA's provisioners.", no_args_is_help=True)
 provisioner_app.command(name="list")(trust.provisioner_list_command)

@@ -41,7 +41,15 @@ def _error_message(resp: httpx.Response) -> str:
 class CAClient:
     """One CA at `ca_url`; TLS verified against `root` (or not at all when `insecure`)."""
 
-    def __init__(self, ca_url: str, root: Path | None = None, *, insecure: bool = False) -> None:
+    def __init__(
+        self,
+        ca_url: str,
+        root: Path | None = None,
+        *,
+        insecure: bool = False,
+        client_cert: tuple[Path, Path] | None = None,
+        key_password: bytes | None = None,
+    ) -> None:
         self.ca_url = ca_url.rstrip("/")
         if insecure:
             verify: ssl.SSLContext | bool = False
@@ -52,6 +60,13 @@ class CAClient:
                 verify = ssl.create_default_context(cafile=str(root))
             except (OSError, ssl.SSLError) as exc:
                 raise CLIError(f"error loading root certificate {root}: {exc}") from None
+            if client_cert is not None:
+                try:
+                    verify.load_cert_chain(
+                        str(client_cert[0]), str(client_cert[1]), password=key_password
+                    )
+                except (OSError, ssl.SSLError) as exc:
+                    raise CLIError(f"error loading client certificate: {exc}") from None
         self._http = httpx.Client(
             base_url=self.ca_url, verify=verify, timeout=30.0, headers={"User-Agent": USER_AGENT}
         )
@@ -141,6 +156,17 @@ class CAClient:
 
     def encrypted_key(self, kid: str) -> str:
         return str(self.json("GET", f"/provisioners/{kid}/encrypted-key").get("key", ""))
+
+    def renew(self, bearer: str | None = None) -> dict[str, Any]:
+        """POST /renew: by the client certificate, or by a bearer token when given."""
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        return self.json("POST", "/1.0/renew", headers=headers)
+
+    def rekey(self, csr_pem: str) -> dict[str, Any]:
+        return self.json("POST", "/1.0/rekey", json={"csr": csr_pem})
+
+    def revoke(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.json("POST", "/1.0/revoke", json=body)
 
     def sign(self, csr_pem: str, ott: str, not_before: str, not_after: str) -> dict[str, Any]:
         return self.json(

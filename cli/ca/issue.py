@@ -45,7 +45,7 @@ def _root_fingerprint(root: Path) -> str:
     return cert_fingerprint(cert)
 
 
-def _new_token(
+def new_token(
     client: CAClient,
     root: Path,
     subject: str,
@@ -108,7 +108,7 @@ def token_command(
     """
     url, root_path = require_ca_url(ca_url), require_root(root)
     with CAClient(url, root_path) as client:
-        token = _new_token(
+        token = new_token(
             client, root_path, subject, san, provisioner, kid, password_file, not_before, not_after
         )
     if output_file:
@@ -117,7 +117,7 @@ def token_command(
         typer.echo(token)
 
 
-def _key_spec(kty: str, curve: str | None, size: int) -> KeySpec:
+def key_spec(kty: str, curve: str | None, size: int) -> KeySpec:
     try:
         if kty == "OKP":
             return KeySpec("OKP", curve or "Ed25519")
@@ -126,7 +126,7 @@ def _key_spec(kty: str, curve: str | None, size: int) -> KeySpec:
         raise CLIError(str(exc)) from None
 
 
-def _csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigningRequest:
+def make_csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigningRequest:
     names = SubjectAltNames.split(sans)
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
@@ -137,7 +137,7 @@ def _csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigningRequ
     return builder.sign(key, algorithm)
 
 
-def _key_pem(key: Any) -> bytes:
+def key_pem(key: Any) -> bytes:
     fmt = PrivateFormat.TraditionalOpenSSL
     if not isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
         key, ed25519.Ed25519PrivateKey
@@ -219,7 +219,7 @@ def certificate_command(
       $ step ca certificate svc svc.crt svc.key --kty RSA --size 3072 --not-after 2h
     """
     url, root_path, claims = _resolve_token(token, ca_url, root)
-    spec = _key_spec(kty, curve, size)
+    spec = key_spec(kty, curve, size)
     _refuse_existing([crt_file, key_file], force)
     sans = list(san)
     with CAClient(url, root_path) as client:
@@ -234,17 +234,17 @@ def certificate_command(
                 sans = [str(s) for s in token_sans]
             ott = token
         else:
-            ott = _new_token(
+            ott = new_token(
                 client, root_path, subject, sans, provisioner, None, password_file, None, None
             )
             sans = sans or [subject]
         ui.selected("CA", url)
         key = spec.generate()
-        csr = _csr(subject, sans, key)
+        csr = make_csr(subject, sans, key)
         resp = client.sign(
             csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
         )
-    write_atomic(key_file, _key_pem(key), mode=0o600)
+    write_atomic(key_file, key_pem(key), mode=0o600)
     _save(resp, crt_file)
     ui.selected("Certificate", str(crt_file))
     ui.selected("Private Key", str(key_file))
@@ -298,7 +298,7 @@ def sign_command(
     url, root_path, _ = _resolve_token(token, ca_url, root)
     _refuse_existing([crt_file], force)
     with CAClient(url, root_path) as client:
-        ott = token or _new_token(
+        ott = token or new_token(
             client,
             root_path,
             subject or sans[0],
