@@ -50,6 +50,7 @@ def _setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s: %(asctime)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _confirm_overwrite(path: Path, force: bool) -> None:
