@@ -180,8 +180,9 @@ class Authority:
         self._check_issued_at(token.claims.get("iat"))
         options = prov.authorize(token, Method.SIGN, self._audiences[Method.SIGN])
         csr_checks.check_fingerprint(csr, options)
-        csr_checks.check_names(csr, options)
+        csr_checks.check_common_name(csr, options)
         csr_checks.check_key(csr)
+        csr_checks.check_sans(csr, options)
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
         check_window(window, now, options.claims, self.config.backdate)
         if self.repository.token_used(options.token_id):
@@ -364,5 +365,5 @@ def require_csr(value: object) -> str:
     if value in (None, ""):
         raise bad_request("missing csr")
     if not isinstance(value, str):
-        raise bad_request("invalid csr")
+        raise CAError(400, "csr is not a string", public="error decoding json")
     return value

@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from appliance.profiles import SubjectAltNames
 from provisioners.base import SignOptions
-from provisioners.errors import bad_request, forbidden
+from provisioners.errors import CAError, bad_request, forbidden
 
 MIN_RSA_BITS = 2048
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -23,7 +23,10 @@ def parse_csr(pem: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
     except (ValueError, TypeError, UnicodeEncodeError):
-        raise bad_request("invalid csr") from None
+        # step-ca decodes the CSR while decoding the JSON body: same message.
+        raise CAError(
+            400, "csr is not a PEM certificate request", public="error decoding json"
+        ) from None
     try:
         ok = csr.is_signature_valid
     except Exception:  # an unsupported key or algorithm cannot be checked: treat as invalid
@@ -61,14 +64,18 @@ def check_key(csr: x509.CertificateSigningRequest) -> None:
         )
 
 
-def check_names(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
-    """CN must be empty, the subject or a SAN; each SAN type present must equal the token's."""
+def check_common_name(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
+    """The CSR's CN must be empty or the token's subject (step-ca's JWK rule)."""
     cn = common_name(csr)
-    if cn and cn != options.subject and cn not in options.sans:
+    if cn and cn != options.subject:
         raise forbidden(
             f"certificate request does not contain the valid common name - got {cn}, "
-            f"want {_fmt([options.subject, *options.sans])}"
+            f"want {options.subject}"
         )
+
+
+def check_sans(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
+    """Each SAN type present in the CSR must equal the token's names of that type."""
     try:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -96,10 +96,14 @@ class ServerTLS:
         )
         return result.certificate
 
-    @staticmethod
-    def renewal_time(cert: x509.Certificate) -> datetime:
-        """2/3 of the lifetime, minus up to 1/20 of it as jitter (as step-ca)."""
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    def renewal_time(self, cert: x509.Certificate) -> datetime:
+        """2/3 of the lifetime, minus up to 1/20 of it as jitter (as step-ca).
+
+        The lifetime counts from issuance, not from the backdated notBefore, so that short
+        certificates are not re-issued at once.
+        """
+        end = cert.not_valid_after_utc
+        start = min(cert.not_valid_before_utc + self.authority.config.backdate, end)
         life = end - start
         jitter = timedelta(seconds=random.uniform(0, life.total_seconds() / 20))
         return start + life * 2 / 3 - jitter

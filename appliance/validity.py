@@ -39,7 +39,8 @@ def requested_window(
         nb_in = parse_time_or_duration(not_before or "", now)
         na_in = parse_time_or_duration(not_after or "", now)
     except ValueError as exc:
-        raise bad_request(f"error decoding json: {exc}") from None
+        # step-ca decodes these while decoding the JSON body: same public message.
+        raise CAError(400, f"notBefore/notAfter: {exc}", public="error decoding json") from None
     start = now if nb_in is None else (now + nb_in if isinstance(nb_in, timedelta) else nb_in)
     if na_in is None:
         end = start + claims.default_tls

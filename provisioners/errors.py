@@ -7,6 +7,8 @@ lower layers say why without ever leaking it.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 DEFAULT_MESSAGES: dict[int, str] = {
     400: "The request could not be completed; malformed or missing data. "
     "Please see the certificate authority logs for more info.",
@@ -48,7 +50,13 @@ class CAError(Exception):
             if prefix is not None:
                 return f"{prefix}{self._public}."
             return self._public
-        return DEFAULT_MESSAGES.get(self.status, DEFAULT_MESSAGES[500])
+        default = DEFAULT_MESSAGES.get(self.status)
+        if default is None:
+            try:
+                return HTTPStatus(self.status).phrase
+            except ValueError:
+                return DEFAULT_MESSAGES[500]
+        return default
 
 
 def bad_request(message: str) -> CAError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -102,10 +103,9 @@ class ProvisionerRegistry:
         """One page of `/provisioners` and the next cursor ("" on the last page)."""
         limit = DEFAULT_LIMIT
         if limit_text not in (None, ""):
-            try:
-                limit = int(str(limit_text))
-            except ValueError:
-                raise bad_request(f"limit '{limit_text}' is not an integer") from None
+            if not re.fullmatch(r"[+-]?[0-9]+", str(limit_text)):  # Go's strconv.Atoi
+                raise bad_request(f"limit '{limit_text}' is not an integer")
+            limit = int(str(limit_text))
         if limit <= 0:
             limit = DEFAULT_LIMIT
         limit = min(limit, MAX_LIMIT)

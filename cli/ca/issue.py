@@ -20,8 +20,10 @@ from cryptography.x509.oid import NameOID
 from appliance.authority import fingerprint as cert_fingerprint
 from appliance.profiles import SubjectAltNames
 from cli.ca import ui
+from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
 from cli.ca.defaults import flag_value, require_ca_url, require_root
+from cli.ca.renewal import renew_token
 from cli.ca.tokens import (
     audience,
     choose_provisioner,
@@ -91,6 +93,14 @@ def token_command(
         None, "--not-after", help="Token valid until (RFC 3339 time or duration, default 5m)."
     ),
     output_file: Path | None = typer.Option(None, "--output-file", help="Write the token here."),
+    revoke: bool = typer.Option(
+        False, "--revoke", help="A token to revoke the certificate whose serial is SUBJECT."
+    ),
+    renew: bool = typer.Option(
+        False, "--renew", help="A renewal token signed by --x5c-cert/--x5c-key (no provisioner)."
+    ),
+    x5c_cert: Path | None = typer.Option(None, "--x5c-cert", help="Certificate for --renew."),
+    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="Its private key."),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -105,12 +115,32 @@ def token_command(
       $ TOKEN=$(step ca token foo.internal --san foo.internal --san 10.0.0.5)
 
       $ step ca token foo.internal --provisioner admin --password-file pw.txt --not-after 1m
+
+      $ step ca token 1234567890 --revoke --password-file pw.txt
+
+      $ step ca token foo.internal --renew --x5c-cert foo.crt --x5c-key foo.key
     """
     url, root_path = require_ca_url(ca_url), require_root(root)
-    with CAClient(url, root_path) as client:
-        token = new_token(
-            client, root_path, subject, san, provisioner, kid, password_file, not_before, not_after
-        )
+    if revoke and renew:
+        raise CLIError("flags '--revoke' and '--renew' are mutually exclusive")
+    if renew:
+        if x5c_cert is None or x5c_key is None:
+            raise CLIError("flag '--renew' requires '--x5c-cert' and '--x5c-key'")
+        token = renew_token(load_pair(x5c_cert, x5c_key), url, "/1.0/renew")
+    else:
+        with CAClient(url, root_path) as client:
+            token = new_token(
+                client,
+                root_path,
+                subject,
+                [] if revoke else san,
+                provisioner,
+                kid,
+                password_file,
+                not_before,
+                not_after,
+                path="/1.0/revoke" if revoke else "/1.0/sign",
+            )
     if output_file:
         write_atomic(output_file, token.encode(), mode=0o600)
     else:

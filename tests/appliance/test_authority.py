@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import func, select
 
@@ -166,12 +167,16 @@ def test_requested_durations(authority: Authority, token: TokenMaker) -> None:
         authority.sign(make_csr("foo.test", []), token(), not_after="tomorrow")
 
 
-def test_invalid_csr_is_400(authority: Authority, token: TokenMaker) -> None:
+def test_unparseable_and_badly_signed_csrs_are_400(authority: Authority, token: TokenMaker) -> None:
+    garbage = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+    with _fails(400, "The request could not be completed: error decoding json."):
+        authority.sign(garbage, token())
+    good = x509.load_pem_x509_csr(make_csr("foo.test", []).encode())
+    der = bytearray(good.public_bytes(Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature
+    bad = x509.load_der_x509_csr(bytes(der)).public_bytes(Encoding.PEM).decode()
     with _fails(400, "The request could not be completed: invalid csr."):
-        authority.sign(
-            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
-            token(),
-        )
+        authority.sign(bad, token())
 
 
 def test_root_lookup(authority: Authority) -> None:
