@@ -177,6 +177,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         due: tuple[int, datetime] | None = None  # (serial, when to renew it)
+        retrying = False  # a failed renewal is retried every retry interval until it works
         while not self._stop:
             try:
                 pair = self.load()
@@ -193,16 +194,18 @@ class Daemon:
                     pair.leaf.serial_number,
                     due[1].isoformat(timespec="seconds"),
                 )
-            if not self._force and now < due[1]:
+            if not self._force and not retrying and now < due[1]:
                 self._sleep((due[1] - now).total_seconds())
                 continue
             self._force = False
             try:
                 self.renew_once(pair)
             except CLIError as exc:
+                retrying = True
                 log.error("error renewing certificate: %s", str(exc).splitlines()[0])
                 self._sleep(self.retry_interval.total_seconds())
                 continue
+            retrying = False
             log.info("certificate renewed")
             self.after.run()
         log.info("renewal daemon stopped")
