@@ -4,14 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := openssl softhsm2 postgresql
 
-.PHONY: demo test lint unit system-deps venv clean bench
+.PHONY: demo test lint unit system-deps venv clean bench softhsm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,yubikey]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,6 +20,8 @@ system-deps:
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
+	command -v swig >/dev/null || missing="$$missing swig"; \
+	[ -e /usr/include/PCSC/winscard.h ] || missing="$$missing libpcsclite-dev"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -36,7 +37,14 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The venv build needs swig/libpcsclite-dev (pyscard, for yubikey-manager): deps come first.
+$(STAMP): | system-deps
+
 test: system-deps $(STAMP) lint unit
+
+# SoftHSM2 tokens in a private directory (never the system's) for development.
+softhsm: system-deps
+	./softhsm/setup-tokens.sh $(CURDIR)/.softhsm
 
 demo: $(STAMP)
 	@command -v openssl >/dev/null || $(MAKE) system-deps

@@ -34,7 +34,7 @@ from appliance.profiles import (
     build_renewal,
     subject_name,
 )
-from appliance.validity import check_window, go_time, requested_window
+from appliance.validity import check_window, go_time, limit_window, requested_window
 from keystores import KeyStoreError, open_keystore
 from provisioners.audience import Method, audiences
 from provisioners.base import token_hash
@@ -180,16 +180,22 @@ class Authority:
         self._check_issued_at(token.claims.get("iat"))
         options = prov.authorize(token, Method.SIGN, self._audiences[Method.SIGN])
         csr_checks.check_fingerprint(csr, options)
-        csr_checks.check_common_name(csr, options)
-        csr_checks.check_key(csr)
-        csr_checks.check_sans(csr, options)
+        if options.names_from_csr:
+            csr_checks.check_key(csr)
+            subject, sans = csr_checks.names_from_csr(csr, options)
+        else:
+            csr_checks.check_common_name(csr, options)
+            csr_checks.check_key(csr)
+            csr_checks.check_sans(csr, options)
+            subject, sans = options.subject, options.sans
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
+        window = limit_window(window, options.not_after_limit, explicit=bool(not_after))
         check_window(window, now, options.claims, self.config.backdate)
         if self.repository.token_used(options.token_id):
             raise unauthorized("authority.Authorize: token already used")
         request = LeafRequest(
-            subject=subject_name(options.subject, self.config.template),
-            sans=SubjectAltNames.split(options.sans),
+            subject=subject_name(subject, self.config.template),
+            sans=SubjectAltNames.split(sans),
             public_key=csr.public_key(),
             not_before=window.not_before,
             not_after=window.not_after,

@@ -105,3 +105,25 @@ def check_fingerprint(csr: x509.CertificateSigningRequest, options: SignOptions)
         raise forbidden(
             f'certificate request fingerprint does not match "{options.csr_fingerprint}"'
         )
+
+
+def names_from_csr(
+    csr: x509.CertificateSigningRequest, options: SignOptions
+) -> tuple[str, tuple[str, ...]]:
+    """The CSR's own CN and SANs (IID, OIDC admins, X5C), within `allowed_names` if set."""
+    cn = common_name(csr) or options.subject
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        ext = None
+    names = SubjectAltNames.of(ext)
+    sans = (*names.dns, *(str(ip) for ip in names.ips), *names.emails, *names.uris)
+    if options.allowed_names is not None:
+        allowed = set(options.allowed_names)
+        for name in (cn, *sans):
+            if name and name not in allowed:
+                raise forbidden(
+                    f"certificate request contains a name that is not allowed - got {name}, "
+                    f"want one of {_fmt(list(options.allowed_names))}"
+                )
+    return cn, sans or ((cn,) if cn else ())

@@ -76,3 +76,16 @@ def _duration_error(what: str, got: timedelta, bound: timedelta) -> CAError:
         f"requested duration of {format_duration(got)} is {what} certificate duration of "
         f"{format_duration(bound)}"
     )
+
+
+def limit_window(window: Window, limit: datetime | None, *, explicit: bool) -> Window:
+    """Keep a certificate inside a credential's lifetime (X5C): a default notAfter is clipped
+    to `limit`; an explicitly requested one beyond it is refused (403)."""
+    if limit is None or window.not_after <= limit:
+        return window
+    if explicit:
+        raise forbidden(
+            f"requested notAfter {go_time(window.not_after)} is after the authorizing "
+            f"credential's notAfter {go_time(limit)}"
+        )
+    return Window(window.not_before, limit)

@@ -12,7 +12,7 @@ from appliance.authority import Authority, AuthorityError
 from appliance.config import CAConfig, ConfigError
 from appliance.db.engine import DatabaseConfigError
 from cli.common import CLIError, read_password_file
-from provisioners.jwk import ProvisionerConfigError
+from provisioners.base import ProvisionerConfigError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

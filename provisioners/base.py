@@ -34,7 +34,23 @@ class SignOptions:
     token_id: str
     token_expires: datetime
     csr_fingerprint: str | None = None
+    # Where the certificate's names come from: the token (`subject`/`sans`, the CSR's names
+    # must match them) or the CSR itself (IID, OIDC admins, X5C), optionally limited to
+    # `allowed_names`.
+    names_from_csr: bool = False
+    allowed_names: tuple[str, ...] | None = None
+    # The certificate may not outlive this (X5C: the presented certificate's notAfter).
+    not_after_limit: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProvisionerConfigError(ValueError):
+    """A provisioner entry step-ca would refuse to load (the CA does not start)."""
+
+
+class ProvisionerInitError(RuntimeError):
+    """A provisioner that could not initialise (e.g. OIDC discovery unreachable): the CA
+    starts anyway and answers its tokens with step-ca's 401."""
 
 
 class Provisioner(ABC):
@@ -54,8 +70,9 @@ class Provisioner(ABC):
 
     @property
     @abstractmethod
-    def lookup_key(self) -> str:
-        """The key a token is matched on (JWK: `name:kid`)."""
+    def lookup_keys(self) -> list[str]:
+        """Keys a token is matched on: JWK `name:kid`; OIDC its client ID; Azure its tenant;
+        fragment-addressed types (X5C, AWS, GCP) `<type>/<name>`, the audience's fragment."""
 
     @abstractmethod
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:

@@ -36,15 +36,20 @@ _SPECIFIC_PREFIX: dict[int, str] = {
 class CAError(Exception):
     """An error with an HTTP status; `reason` is for the log, `message` for the client."""
 
-    def __init__(self, status: int, reason: str, *, public: str | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, *, public: str | None = None, verbatim: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self._public = public
+        self._verbatim = verbatim
 
     @property
     def message(self) -> str:
         """The text step-ca would show the client."""
+        if self._public is not None and self._verbatim:
+            return self._public
         if self._public is not None:
             prefix = _SPECIFIC_PREFIX.get(self.status)
             if prefix is not None:

@@ -9,17 +9,19 @@ from typing import Any
 import jwt
 
 from provisioners.audience import Method, matches
-from provisioners.base import Provisioner, SignOptions, Token, token_hash
+from provisioners.base import (
+    Provisioner,
+    ProvisionerConfigError,
+    SignOptions,
+    Token,
+    token_hash,
+)
 from provisioners.claims import Claims
 from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.jose import default_alg, key_from_jwk
 
 LEEWAY_SECONDS = 60
-
-
-class ProvisionerConfigError(ValueError):
-    """A provisioner entry step-ca would refuse to load."""
 
 
 class JWKProvisioner(Provisioner):
@@ -50,8 +52,8 @@ class JWKProvisioner(Provisioner):
         return f"{self.name}:{self.kid}"
 
     @property
-    def lookup_key(self) -> str:
-        return f"{self.name}:{self.kid}"
+    def lookup_keys(self) -> list[str]:
+        return [f"{self.name}:{self.kid}"]
 
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         if token.header.get("alg") != self._alg:

@@ -5,16 +5,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
 
-from provisioners.audience import matches
-from provisioners.base import Provisioner, Token
+from provisioners.audience import Method, matches
+from provisioners.base import (
+    Provisioner,
+    ProvisionerConfigError,
+    ProvisionerInitError,
+    SignOptions,
+    Token,
+)
 from provisioners.claims import Claims, ClaimsError
-from provisioners.errors import bad_request, unauthorized
-from provisioners.jwk import JWKProvisioner, ProvisionerConfigError
+from provisioners.errors import CAError, bad_request, unauthorized
+from provisioners.jwk import JWKProvisioner
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,34 @@ def parse_token(raw: str) -> Token:
     return Token(raw=raw, header=dict(header), claims=claims)
 
 
+class DisabledProvisioner(Provisioner):
+    """A provisioner whose initialisation failed: listed with its state, tokens get a 401."""
+
+    def __init__(self, config: dict[str, Any], claims: Claims, reason: str) -> None:
+        super().__init__(config, claims)
+        self.type_name = str(config.get("type", "")).upper()
+        self.reason = reason
+
+    @property
+    def id(self) -> str:
+        return f"disabled:{self.name}"
+
+    @property
+    def lookup_keys(self) -> list[str]:
+        return []
+
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        message = f'provisioner "{self.name}" is disabled due to an initialization error'
+        raise CAError(401, f"{message}: {self.reason}", public=message, verbatim=True)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["type"] = self.config.get("type", self.type_name)
+        out["state"] = "Uninitialized"
+        out["stateReason"] = self.reason
+        return out
+
+
 class ProvisionerRegistry:
     """All provisioners of one CA, in config order."""
 
@@ -63,16 +97,24 @@ class ProvisionerRegistry:
                 claims = global_claims.merged(config.get("claims"))
             except ClaimsError as exc:
                 raise ProvisionerConfigError(f"provisioner {config.get('name')!r}: {exc}") from None
-            prov = factory(config, claims)
+            prov: Provisioner
+            try:
+                prov = factory(config, claims)
+            except ProvisionerInitError as exc:
+                log.error("provisioner %r failed to initialise: %s", config.get("name"), exc)
+                prov = DisabledProvisioner(config, claims, str(exc))
+            if not prov.name:
+                raise ProvisionerConfigError("provisioner name cannot be empty")
             if prov.name in self._by_name:
                 raise ProvisionerConfigError(f"provisioner name {prov.name!r} is not unique")
-            if prov.lookup_key in self._by_key:
-                raise ProvisionerConfigError(f"provisioner key {prov.lookup_key!r} is not unique")
-            self._by_key[prov.lookup_key] = prov
             self._by_name[prov.name] = prov
+            for key in prov.lookup_keys:
+                if key in self._by_key:
+                    raise ProvisionerConfigError(f"provisioner key {key!r} is not unique")
+                self._by_key[key] = prov
             self._items.append((_uid(index, prov.id), prov))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Provisioner]:
         return (prov for _, prov in self._items)
 
     def __len__(self) -> int:
@@ -83,13 +125,28 @@ class ProvisionerRegistry:
         return self._by_name.get(name)
 
     def for_token(self, token: Token, all_audiences: list[str]) -> Provisioner:
-        """step-ca's LoadByToken for the token types this CA knows."""
+        """step-ca's LoadByToken: audience fragment, then `iss:kid` (JWK) for our audiences,
+        then `azp` / audience (OIDC client ID), then `tid` (Azure tenant)."""
         aud = token.claims.get("aud")
+        auds = (
+            [aud]
+            if isinstance(aud, str)
+            else [a for a in aud or [] if isinstance(a, str)]
+            if isinstance(aud, list)
+            else []
+        )
+        for value in auds:
+            _, sep, fragment = value.partition("#")
+            if sep and fragment in self._by_key:
+                return self._by_key[fragment]
         if matches(aud, all_audiences):
             key = f"{token.claims.get('iss')}:{token.header.get('kid')}"
-            prov = self._by_key.get(key)
-            if prov is not None:
-                return prov
+            if key in self._by_key:
+                return self._by_key[key]
+        candidates = [token.claims.get("azp"), *auds, token.claims.get("tid")]
+        for candidate in candidates:
+            if isinstance(candidate, str) and candidate in self._by_key:
+                return self._by_key[candidate]
         raise unauthorized("authority.authorizeToken: provisioner not found or invalid audience")
 
     def encrypted_key(self, kid: str) -> str | None:

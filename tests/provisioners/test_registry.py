@@ -8,10 +8,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from provisioners.audience import Method, audiences, matches
+from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims, ClaimsError
 from provisioners.errors import CAError
 from provisioners.jose import public_jwk
-from provisioners.jwk import ProvisionerConfigError
 from provisioners.registry import ProvisionerRegistry, parse_token
 
 
