@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import jwt
 
@@ -29,9 +30,29 @@ MAX_LIMIT = 100
 
 Factory = Callable[[dict[str, Any], Claims], Provisioner]
 
-FACTORIES: dict[str, Factory] = {
-    "jwk": JWKProvisioner,
+# type (lower case) -> "module:Class"; modules load on first use, so a type whose module is
+# not installed is skipped like an unknown type (step-ca skips unknown types too).
+FACTORIES: dict[str, str] = {
+    "jwk": "provisioners.jwk:JWKProvisioner",
+    "oidc": "provisioners.oidc:OIDCProvisioner",
+    "aws": "provisioners.aws:AWSProvisioner",
+    "gcp": "provisioners.gcp:GCPProvisioner",
+    "azure": "provisioners.azure:AzureProvisioner",
+    "x5c": "provisioners.x5c:X5CProvisioner",
 }
+
+
+def factory_for(kind: str) -> Factory | None:
+    """The class implementing provisioner type `kind`, or None when there is none."""
+    target = FACTORIES.get(kind)
+    if target is None:
+        return None
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return None
+    return cast(Factory, cls)
 
 
 def parse_token(raw: str) -> Token:
@@ -85,7 +106,7 @@ class ProvisionerRegistry:
             if not isinstance(config, dict):
                 raise ProvisionerConfigError("each provisioner must be a JSON object")
             kind = str(config.get("type", "")).lower()
-            factory = FACTORIES.get(kind)
+            factory = factory_for(kind)
             if factory is None:
                 log.warning(
                     "provisioner %r: type %r is not supported, skipped",

@@ -23,15 +23,9 @@ from cli.ca import ui
 from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
 from cli.ca.defaults import flag_value, require_ca_url, require_root
+from cli.ca.flows import TokenRequest, choose_provisioner, make_token
 from cli.ca.renewal import renew_token
-from cli.ca.tokens import (
-    audience,
-    choose_provisioner,
-    decrypt_provisioner_key,
-    sign_token,
-    token_window,
-    unverified_claims,
-)
+from cli.ca.tokens import audience, token_window, unverified_claims
 from cli.common import CLIError
 from keystores import KeySpec, KeyStoreError, write_atomic
 
@@ -58,19 +52,24 @@ def new_token(
     not_before: str | None,
     not_after: str | None,
     path: str = "/1.0/sign",
+    options: dict[str, Any] | None = None,
 ) -> str:
+    """A token from the chosen provisioner, by that provisioner type's flow."""
     nbf, exp = token_window(not_before, not_after)
     prov = choose_provisioner(client.provisioners(), provisioner, kid)
-    pk = decrypt_provisioner_key(client, prov, password_file)
-    return sign_token(
-        pk,
-        subject=subject,
-        aud=audience(client.ca_url, path),
-        sans=sans or [subject],
+    request = TokenRequest(
+        client=client,
+        root=root,
         root_fingerprint=_root_fingerprint(root),
+        subject=subject,
+        sans=sans,
+        audience=audience(client.ca_url, path),
         not_before=nbf,
         expires=exp,
+        password_file=password_file,
+        options=options or {},
     )
+    return make_token(request, prov)
 
 
 def token_command(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
-import typer
 
 from cli.ca import ui
 from cli.ca.client import CAClient
+from cli.ca.flows import TokenRequest
 from cli.common import CLIError, prompt_password, read_password_file
 from provisioners.durations import parse_time_or_duration
 from provisioners.jose import JOSEError, decrypt_jwk, key_from_jwk
@@ -89,31 +88,6 @@ class ProvisionerKey:
     alg: str
 
 
-def choose_provisioner(
-    provisioners: list[dict[str, Any]], name: str | None, kid: str | None
-) -> dict[str, Any]:
-    """Pick the JWK provisioner by `--provisioner`/`--kid`, or the only one there is."""
-    jwks = [p for p in provisioners if str(p.get("type", "")).upper() == "JWK"]
-    if name:
-        jwks = [p for p in jwks if p.get("name") == name]
-    if kid:
-        jwks = [p for p in jwks if (p.get("key") or {}).get("kid") == kid]
-    if not jwks:
-        wanted = f" named {name!r}" if name else ""
-        raise CLIError(f"cannot find a JWK provisioner{wanted} on the CA")
-    if len(jwks) == 1:
-        return jwks[0]
-    if not sys.stdin.isatty():
-        names = ", ".join(str(p.get("name")) for p in jwks)
-        raise CLIError(f"more than one JWK provisioner ({names}): use '--provisioner NAME'")
-    for i, p in enumerate(jwks, 1):
-        ui.note(f"  {i}) {p.get('name')} (JWK) [kid: {(p.get('key') or {}).get('kid')}]")
-    index: int = typer.prompt("What provisioner key do you want to use?", type=int)
-    if not 1 <= index <= len(jwks):
-        raise CLIError("invalid provisioner selection")
-    return jwks[index - 1]
-
-
 def decrypt_provisioner_key(
     client: CAClient, prov: dict[str, Any], password_file: Path | None
 ) -> ProvisionerKey:
@@ -177,3 +151,17 @@ def unverified_claims(token: str) -> dict[str, Any]:
     except jwt.PyJWTError as exc:
         raise CLIError(f"error parsing token: {exc}") from None
     return dict(claims)
+
+
+def jwk_flow(req: TokenRequest, provisioner: dict[str, Any]) -> str:
+    """The JWK flow: decrypt the escrowed key with the password, sign the token."""
+    pk = decrypt_provisioner_key(req.client, provisioner, req.password_file)
+    return sign_token(
+        pk,
+        subject=req.subject,
+        aud=req.audience,
+        sans=req.sans or [req.subject],
+        root_fingerprint=req.root_fingerprint,
+        not_before=req.not_before,
+        expires=req.expires,
+    )
