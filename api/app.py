@@ -5,8 +5,14 @@ from __future__ import annotations
 import falcon
 
 from api import health, provisioners, renew, revocation, revoke, roots, sign
-from api.render import handle_ca_error, handle_http_error, handle_unexpected
+from api.render import (
+    handle_ca_error,
+    handle_http_error,
+    handle_keystore_error,
+    handle_unexpected,
+)
 from appliance.authority import Authority
+from keystores import KeyStoreError
 from provisioners.errors import CAError
 
 
@@ -17,6 +23,7 @@ def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Respon
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(CAError, handle_ca_error)
+    app.add_error_handler(KeyStoreError, handle_keystore_error)
     routes: list[tuple[str, object]] = [
         ("/health", health.Health()),
         ("/version", health.Version()),

@@ -8,6 +8,7 @@ from typing import Any
 
 import falcon
 
+from keystores import KeyStoreError
 from provisioners.errors import CAError, bad_request
 
 log = logging.getLogger("stepstone.api")
@@ -65,6 +66,16 @@ def handle_http_error(
     if ex.headers:
         for name, value in dict(ex.headers).items():
             resp.set_header(name, value)
+
+
+def handle_keystore_error(
+    req: falcon.Request, resp: falcon.Response, ex: KeyStoreError, _: Any
+) -> None:
+    """The signing key's store failed (HSM gone, session lost): 503, the client may retry."""
+    log.error("%s %s -> 503: key store unavailable: %s", req.method, req.path, ex)
+    err = CAError(503, str(ex))
+    json_response(resp, {"status": 503, "message": err.message}, 503)
+    resp.set_header("Retry-After", "5")
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:

@@ -15,10 +15,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance import csr_checks, renew_token
 from appliance.config import CAConfig
@@ -34,8 +33,9 @@ from appliance.profiles import (
     build_renewal,
     subject_name,
 )
+from appliance.signer import IssuerSigner
 from appliance.validity import check_window, go_time, limit_window, requested_window
-from keystores import KeyStoreError, open_keystore
+from keystores import KeyStoreError, SigningKey
 from provisioners.audience import Method, audiences
 from provisioners.base import token_hash
 from provisioners.claims import Claims
@@ -50,7 +50,6 @@ from provisioners.extension import ProvisionerExtension
 from provisioners.registry import ProvisionerRegistry, parse_token
 
 log = logging.getLogger(__name__)
-_SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
 class AuthorityError(RuntimeError):
@@ -113,25 +112,28 @@ class Authority:
         self._by_fingerprint = {fingerprint(c): c for c in self.roots + self.federated_roots}
         if password is None and config.password:
             password = config.password.encode()
+        kms = config.raw.get("kms")
+        self.issuer_signer = IssuerSigner(
+            kms if isinstance(kms, dict) else None,
+            config.key,
+            self.intermediates[0],
+            password,
+            config.base_dir,
+        )
         try:
-            store = open_keystore(config.key, password=password, base_dir=config.base_dir)
-            self.signer: CertificateIssuerPrivateKeyTypes = store.signer(config.key)
+            self.issuer_signer.check()
         except KeyStoreError as exc:
             raise AuthorityError(str(exc)) from None
-        self.keystore = store
-        issuer_public = self.intermediates[0].public_key().public_bytes(Encoding.DER, _SPKI)
-        if self.signer.public_key().public_bytes(Encoding.DER, _SPKI) != issuer_public:
-            raise AuthorityError(
-                f"the key {config.key} does not match the certificate {config.crt}"
-            )
         self.registry = ProvisionerRegistry(config.provisioners, config.claims)
         self._audiences = {m: audiences(config.dns_names, m) for m in Method}
         self._all_audiences = sorted({a for v in self._audiences.values() for a in v})
         engine = open_engine(database_url(config.db, config.base_dir))
         migrate(engine)
         self.repository = Repository(engine)
-        self.crl = CRLPublisher(config, self.intermediates[0], self.signer, self.repository)
-        self.ocsp = OCSPResponder(self.intermediates[0], self.signer, self.repository)
+        self.crl = CRLPublisher(
+            config, self.intermediates[0], self.issuer_signer.get, self.repository
+        )
+        self.ocsp = OCSPResponder(self.intermediates[0], self.issuer_signer.get, self.repository)
         self._pointers = (
             RevocationPointers(
                 crl_url=crl_url(config),
@@ -141,6 +143,11 @@ class Authority:
             if config.crl.enabled
             else None
         )
+
+    @property
+    def signer(self) -> SigningKey:
+        """The intermediate's key, opened in this process (KeyStoreError -> 503 at the API)."""
+        return self.issuer_signer.get()
 
     def after_fork(self) -> None:
         """In a new worker process: drop pooled connections inherited from the parent."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance.config import CAConfig
 from appliance.db.repository import Repository, StoredCRL
 from appliance.profiles import aki_for, hash_for
+from keystores import SigningKey
 
 REASONS: dict[int, x509.ReasonFlags | None] = {
     0: None,  # unspecified: no reason code entry extension, as RFC 5280 recommends
@@ -40,7 +41,7 @@ class CRLPublisher:
         self,
         config: CAConfig,
         issuer: x509.Certificate,
-        signer: CertificateIssuerPrivateKeyTypes,
+        signer: Callable[[], SigningKey],
         repository: Repository,
     ) -> None:
         self.config = config
@@ -96,5 +97,6 @@ class CRLPublisher:
             if reason is not None:
                 revoked = revoked.add_extension(x509.CRLReason(reason), critical=False)
             builder = builder.add_revoked_certificate(revoked.build())
-        crl = builder.sign(self.signer, hash_for(self.signer))  # type: ignore[arg-type]
+        key = self.signer()
+        crl = builder.sign(key, hash_for(key))  # type: ignore[arg-type]
         return StoredCRL(number, crl.public_bytes(Encoding.DER), now, next_update)

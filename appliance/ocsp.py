@@ -6,17 +6,18 @@ request's nonce. A request about another issuer gets `unauthorized`, garbage `ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 
 from appliance.crl import REASONS
 from appliance.db.repository import Repository
 from appliance.profiles import hash_for
+from keystores import SigningKey
 
 # How long a response may be cached by relying parties.
 RESPONSE_VALIDITY = timedelta(hours=1)
@@ -66,7 +67,7 @@ class OCSPResponder:
     def __init__(
         self,
         issuer: x509.Certificate,
-        signer: CertificateIssuerPrivateKeyTypes,
+        signer: Callable[[], SigningKey],
         repository: Repository,
     ) -> None:
         self.issuer = issuer
@@ -116,7 +117,8 @@ class OCSPResponder:
             builder = builder.add_extension(nonce.value, critical=False)
         except x509.ExtensionNotFound:
             pass
-        response = builder.sign(self.signer, hash_for(self.signer))
+        key = self.signer()
+        response = builder.sign(key, hash_for(key))
         return response.public_bytes(Encoding.DER)
 
 

@@ -1,29 +1,66 @@
-"""Run the appliance: gunicorn with TLS on the configured address, serving the falcon app."""
+"""Run the appliance: gunicorn with TLS on the configured address, serving the falcon app.
+
+`kill -HUP <master>` reloads ca.json: the master builds a new authority (keeping the old one
+if the new configuration is bad), then gunicorn starts fresh workers from it and lets the old
+workers finish their in-flight requests.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from api.app import create_app
 from appliance.authority import Authority
+from appliance.config import CAConfig
 from appliance.tls import ServerTLS
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stepstone.server")
 
 
 class ApplianceServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: gthread workers, our TLS context hook, no control socket."""
 
-    def __init__(self, authority: Authority, tls: ServerTLS, pidfile: str | None = None) -> None:
+    def __init__(
+        self,
+        authority: Authority,
+        tls: ServerTLS,
+        *,
+        config_path: Path,
+        password: bytes | None = None,
+        pidfile: str | None = None,
+    ) -> None:
         self.authority = authority
         self.tls = tls
+        self.config_path = config_path
+        self._password = password
         self.pidfile = pidfile
+        self._loaded = False
         super().__init__()
 
+    def _reload_authority(self) -> None:
+        """SIGHUP: a new authority from ca.json; on any error keep serving the old one."""
+        old = self.authority
+        try:
+            new = Authority(CAConfig.load(self.config_path), password=self._password)
+        except Exception as exc:  # a bad edit must not take the CA down
+            log.error(
+                "reloading %s failed, keeping the running configuration: %s", self.config_path, exc
+            )
+            return
+        new.start_time = old.start_time  # tokens made before the reload stay valid
+        self.authority = new
+        self.tls.authority = new
+        old.repository.engine.dispose()
+        log.info("configuration reloaded from %s", self.config_path)
+
     def load_config(self) -> None:
+        if self._loaded:
+            self._reload_authority()
+        self._loaded = True
         cfg = self.authority.config
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         settings: dict[str, Any] = {

@@ -12,6 +12,7 @@ from appliance.authority import Authority, AuthorityError
 from appliance.config import CAConfig, ConfigError
 from appliance.db.engine import DatabaseConfigError
 from cli.common import CLIError, read_password_file
+from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -30,6 +31,8 @@ def serve(
 
     Serves the step-ca HTTPS API on the `address` of CONFIG with a TLS certificate the CA
     issues to itself for its `dnsNames` (24 hours, renewed in place at 2/3 of its life).
+    `kill -HUP` reloads CONFIG without dropping requests (a bad CONFIG is refused and the
+    running one kept); SIGTERM stops gracefully.
 
     Examples:
 
@@ -52,9 +55,18 @@ def serve(
     from appliance.tls import ServerTLS
 
     tls = ServerTLS(authority)
-    tls.issue()
+    try:
+        authority.issuer_signer.run_safely(tls.issue)
+    except KeyStoreError as exc:
+        raise CLIError(f"step-ca: issuing the CA's TLS certificate: {exc}") from None
     logging.getLogger("stepstone").info("serving on https://%s", cfg.address)
-    ApplianceServer(authority, tls, str(pidfile) if pidfile else None).run()
+    ApplianceServer(
+        authority,
+        tls,
+        config_path=config,
+        password=password,
+        pidfile=str(pidfile) if pidfile else None,
+    ).run()
 
 
 def main() -> None:

@@ -1,0 +1,116 @@
+"""The intermediate's signer, opened from ca.json's `kms` block and `key`.
+
+File keys are decrypted at start-up, in the process that reads the config. Hardware keys
+(PKCS#11, YubiKey) are opened lazily in each process that signs, never in the gunicorn
+master: PKCS#11 libraries do not survive fork. A check at start-up runs in a short-lived
+child process so a wrong PIN or a missing key still stops the CA before it serves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from keystores import KeyStore, KeyStoreError, SigningKey, open_keystore
+from keystores.uri import split_scheme
+
+SOFTWARE_SCHEMES = {"", "file", "softkms"}
+
+
+def store_uri(kms: dict[str, Any] | None, key: str) -> str:
+    """The URI to open the key store with: `kms.uri`, or one built from step-ca's `kms`
+    fields (`type`, `pin`, `managementKey`), or the key's own URI."""
+    if not kms:
+        return key
+    uri = kms.get("uri")
+    if isinstance(uri, str) and uri:
+        return uri
+    kind = str(kms.get("type") or "").lower()
+    if kind in ("", "softkms"):
+        return key
+    attrs = []
+    if kms.get("managementKey"):
+        attrs.append(f"management-key={quote(str(kms['managementKey']))}")
+    query = f"?pin-value={quote(str(kms['pin']))}" if kms.get("pin") else ""
+    return f"{kind}:{';'.join(attrs)}{query}"
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+class IssuerSigner:
+    """Hands out the issuing key, opening its store once per process."""
+
+    def __init__(
+        self,
+        kms: dict[str, Any] | None,
+        key: str,
+        certificate: x509.Certificate,
+        password: bytes | None,
+        base_dir: Path,
+    ) -> None:
+        self.uri = store_uri(kms, key)
+        self.key = key
+        self.certificate = certificate
+        self._password = password
+        self._base_dir = base_dir
+        self.hardware = split_scheme(self.uri)[0] not in SOFTWARE_SCHEMES
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._store: KeyStore | None = None
+        self._signer: SigningKey | None = None
+
+    def _open(self) -> SigningKey:
+        store = open_keystore(self.uri, password=self._password, base_dir=self._base_dir)
+        signer = store.signer(self.key)
+        if _spki(signer.public_key()) != _spki(self.certificate.public_key()):
+            store.close()
+            raise KeyStoreError(f"the key {self.key} does not match the intermediate certificate")
+        self._store = store
+        return signer
+
+    def get(self) -> SigningKey:
+        """The signer for this process (KeyStoreError when the store is unavailable)."""
+        pid = os.getpid()
+        with self._lock:
+            if self._signer is None or self._pid != pid:
+                self._store = None
+                self._signer = self._open()
+                self._pid = pid
+            return self._signer
+
+    def check(self) -> None:
+        """Open the key once to fail fast; hardware stores are tried in a child process."""
+        self.run_safely(self._open)
+
+    def run_safely(self, work: Callable[[], object]) -> None:
+        """Run `work` (which may sign) here for software keys, in a forked child for
+        hardware keys so that this process never initialises the hardware library."""
+        if not self.hardware:
+            work()
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: work, report, exit without running the parent's cleanups
+            os.close(read)
+            message = b""
+            try:
+                work()
+            except Exception as exc:  # report any failure, whatever the backend raises
+                message = (str(exc) or type(exc).__name__).encode()[:4000]
+            os.write(write, message)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            message = pipe.read()
+        os.waitpid(pid, 0)
+        if message:
+            raise KeyStoreError(message.decode(errors="replace"))
