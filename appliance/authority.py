@@ -227,13 +227,17 @@ class Authority:
     # --- renewal, rekey, revocation ------------------------------------------------------
 
     def _own(self, cert: x509.Certificate) -> None:
-        """Refuse certificates this CA's intermediate did not sign."""
+        """Refuse certificates this CA did not issue: signed by a current intermediate, or
+        recorded in the database (issued under an intermediate since rotated away)."""
         for issuer in self.intermediates:
             try:
                 cert.verify_directly_issued_by(issuer)
                 return
             except (ValueError, TypeError, InvalidSignature):
                 continue
+        stored = self.repository.certificate(cert.serial_number)
+        if stored is not None and stored == cert:
+            return
         raise unauthorized("certificate was not issued by this authority")
 
     def _renewal_claims(self, cert: x509.Certificate) -> tuple[Claims, str]:

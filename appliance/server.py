@@ -56,6 +56,11 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         self.tls.authority = new
         old.repository.engine.dispose()
         log.info("configuration reloaded from %s", self.config_path)
+        if new.intermediates != old.intermediates:  # a rotated intermediate: new TLS chain
+            try:
+                new.issuer_signer.run_safely(self.tls.issue)
+            except Exception as exc:  # keep the old TLS certificate; it is still valid
+                log.error("re-issuing the TLS certificate after the reload failed: %s", exc)
 
     def load_config(self) -> None:
         if self._loaded:

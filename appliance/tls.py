@@ -76,7 +76,7 @@ class ServerTLS:
         self._context: ssl.SSLContext | None = None
         self._loaded_stat: tuple[int, int] | None = None
         self._renew_at: datetime | None = None
-        self._client_cas = "".join(pem(c) for c in authority.roots + authority.intermediates)
+
 
     # --- issuing --------------------------------------------------------------------------
 
@@ -145,7 +145,11 @@ class ServerTLS:
             ctx.set_ciphers(":".join(suites))
         ctx.load_cert_chain(str(self.path), password=self._password)
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cadata=self._client_cas)
+        # Client certificates may chain to any configured root through any intermediate we
+        # have used (the current ones are in the pool; older ones come with the client).
+        ctx.load_verify_locations(
+            cadata="".join(pem(c) for c in self.authority.roots + self.authority.intermediates)
+        )
         ctx.options |= ssl.OP_NO_RENEGOTIATION
         return ctx
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from appliance.pki import InitRequest, init_pki
+from appliance.ceremony import CeremonyError, key_store_error, redact_uri
+from appliance.pki import InitRequest, complete_init, init_csr, init_pki, pending_path
 from cli.ca import ui
 from cli.common import CLIError, prompt_password, read_password_file, step_path
 from keystores import KeyStoreError
@@ -36,6 +37,48 @@ def _split_dns(values: list[str]) -> list[str]:
     return seen
 
 
+def _complete(
+    base: Path,
+    intermediate_crt: Path,
+    root: Path | None,
+    password_file: Path | None,
+    record: Path | None,
+    conflicting: dict[str, object],
+) -> None:
+    """`step ca init --intermediate-crt FILE --root ROOT.crt`: finish an offline-root init."""
+    given = [flag for flag, value in conflicting.items() if value]
+    if given:
+        raise CLIError(
+            f"'{given[0]}' cannot be used with '--intermediate-crt': the pending "
+            "initialisation already fixed it"
+        )
+    if root is None:
+        raise CLIError("'--intermediate-crt' requires '--root ROOT.crt'")
+    password = read_password_file(password_file) if password_file else None
+    ui.note("")
+    try:
+        res = complete_init(
+            base,
+            intermediate_crt,
+            root,
+            password,
+            record,
+            progress=lambda text: typer.echo(text, err=True, nl=False),
+        )
+    except (KeyStoreError, CeremonyError, OSError) as exc:
+        raise CLIError(f"step ca init: {key_store_error(exc)}") from None
+    ui.note("")
+    ui.selected("Root certificate", str(res.root_cert))
+    ui.selected("Root fingerprint", res.root_fingerprint)
+    ui.selected("Intermediate certificate", str(res.intermediate_cert))
+    ui.selected("Intermediate private key", redact_uri(res.intermediate_key))
+    ui.selected("Database folder", str(res.db_dir))
+    ui.selected("Default configuration", str(res.defaults))
+    ui.selected("Certificate Authority configuration", str(res.ca_config))
+    ui.selected("Ceremony record", str(res.record))
+    ui.note(FEEDBACK)
+
+
 def init_command(
     name: str | None = typer.Option(None, "--name", help="The name of the new PKI."),
     dns: list[str] = typer.Option(
@@ -55,6 +98,40 @@ def init_command(
         "--provisioner-password-file",
         help="File with the password that encrypts the provisioner key (default: --password-file).",
     ),
+    root_kms: str | None = typer.Option(
+        None,
+        "--root-kms",
+        help="Key URI of the root key (taken if it exists, else created); kept out of ca.json.",
+    ),
+    kms: str | None = typer.Option(
+        None,
+        "--kms",
+        help="Key URI of the intermediate key (taken if it exists, else created).",
+    ),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="An existing root certificate: for the '--root-kms' key, or to complete "
+        "'--intermediate-crt'.",
+    ),
+    root_password_file: Path | None = typer.Option(
+        None,
+        "--root-password-file",
+        help="File with the password of a file root key (default: --password-file).",
+    ),
+    intermediate_csr: Path | None = typer.Option(
+        None,
+        "--intermediate-csr",
+        help="Offline root: make the intermediate key and write its CSR here; no ca.json yet.",
+    ),
+    intermediate_crt: Path | None = typer.Option(
+        None,
+        "--intermediate-crt",
+        help="Offline root: complete a '--intermediate-csr' init with the signed certificate.",
+    ),
+    record: Path | None = typer.Option(
+        None, "--record", help="The ceremony record (default $STEPPATH/ceremony/record.jsonl)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing configuration."),
 ) -> None:
     """Initialise a CA: root and intermediate certificates, keys and configuration.
@@ -63,18 +140,43 @@ def init_command(
     secrets/root_ca_key, secrets/intermediate_ca_key (encrypted PKCS#8, 0600),
     config/ca.json and config/defaults.json, with one JWK provisioner whose private key is
     escrowed in ca.json as a password-encrypted JWE. Nothing is asked when the flags are given.
+    Every run appends an entry to the ceremony record ('step ca ceremony verify' checks it).
+
+    Keys in other stores: '--root-kms URI' is the root key's URI and '--kms URI' the
+    intermediate's (a file path, 'file:PATH', or e.g. 'pkcs11:module-path=...;token=...;
+    id=7331;object=intermediate-key?pin-source=/run/pin'). A key that exists there is taken,
+    else an EC P-256 key is created. The root's URI is written nowhere in $STEPPATH; ca.json
+    names only the intermediate: its path, or step-ca's '"key"' plus '"kms": {"type", "uri"}'
+    (never a pin-value when a pin-source was given). File keys use --password-file (the root's
+    --root-password-file). '--root ROOT.crt' with '--root-kms' reuses that root certificate.
+
+    The offline root, in three steps: '--intermediate-csr FILE' makes the intermediate key,
+    writes its CSR and a pending state (config/init-pending.json); 'step ca ceremony
+    sign-intermediate' signs the CSR on the root's machine; '--intermediate-crt FILE --root
+    ROOT.crt' checks the certificate matches the pending key and chains to the root, then
+    writes ca.json and defaults.json.
 
     Examples:
 
       $ step ca init --name "Acme" --dns ca.acme.internal --address :443 \\
           --provisioner admin@acme.internal --password-file ./password.txt
 
-      $ STEPPATH=/srv/ca step ca init --name Lab --dns 127.0.0.1,localhost \\
-          --address 127.0.0.1:9000 --provisioner ops --password-file pw.txt \\
-          --provisioner-password-file prov-pw.txt
+      $ M=/usr/lib/softhsm/libsofthsm2.so
+      $ step ca init --name Acme --dns ca.acme.internal --address :443 \\
+          --provisioner ops --password-file pw.txt \\
+          --root-kms "pkcs11:module-path=$M;token=root;id=7330;object=root?pin-source=/mnt/pin" \\
+          --kms "pkcs11:module-path=$M;token=ca;id=7331;object=ca?pin-source=/etc/step/pin"
+
+      $ step ca init --name Acme --dns ca.acme.internal --address :443 \\
+          --provisioner ops --password-file pw.txt --intermediate-csr /media/usb/intermediate.csr
+
+      $ step ca init --intermediate-crt /media/usb/intermediate.crt \\
+          --root /media/usb/root_ca.crt --password-file pw.txt
     """
     base = step_path()
     ca_json = base / "config" / "ca.json"
+    if intermediate_csr is not None and intermediate_crt is not None:
+        raise CLIError("'--intermediate-csr' and '--intermediate-crt' cannot be used together")
     if ca_json.exists() and not force:
         if not sys.stdin.isatty():
             raise CLIError(
@@ -83,6 +185,39 @@ def init_command(
         ui.note(f"⚠️  It looks like step is already configured in {base}.")
         if not typer.confirm("Would you like to overwrite it?"):
             raise typer.Exit(1)
+    if intermediate_crt is not None:
+        _complete(
+            base,
+            intermediate_crt,
+            root,
+            password_file,
+            record,
+            {
+                "--name": name,
+                "--dns": dns,
+                "--address": address,
+                "--provisioner": provisioner,
+                "--provisioner-password-file": provisioner_password_file,
+                "--root-kms": root_kms,
+                "--kms": kms,
+                "--root-password-file": root_password_file,
+            },
+        )
+        return
+    if intermediate_csr is not None:
+        for flag, value in (("--root-kms", root_kms), ("--root", root)):
+            if value is not None:
+                raise CLIError(
+                    f"'{flag}' cannot be used with '--intermediate-csr': the root key stays "
+                    "off the appliance ('step ca ceremony sign-intermediate' signs the CSR)"
+                )
+        if pending_path(base).exists() and not force:
+            raise CLIError(
+                f"{pending_path(base)} exists: complete it with '--intermediate-crt', "
+                "or use '--force' to start over"
+            )
+    elif root is not None and root_kms is None:
+        raise CLIError("'--root' needs '--root-kms' (the root's key) or '--intermediate-crt'")
     pki_name = _ask(name, "What would you like to name your new PKI?", "--name")
     dns_names = _split_dns(dns) or _split_dns(
         [_ask(None, "What DNS names or IP addresses will clients use to reach your CA?", "--dns")]
@@ -105,21 +240,54 @@ def init_command(
     )
     if not prov_password:
         raise CLIError("the provisioner password cannot be empty")
+    root_password = read_password_file(root_password_file) if root_password_file else None
+    request = InitRequest(
+        base,
+        pki_name,
+        dns_names,
+        listen,
+        prov_name,
+        password,
+        prov_password,
+        root_kms=root_kms,
+        kms=kms,
+        root_cert=root,
+        root_password=root_password,
+        record=record,
+    )
+    progress = lambda text: typer.echo(text, err=True, nl=False)  # noqa: E731
     ui.note("")
-    try:
-        res = init_pki(
-            InitRequest(base, pki_name, dns_names, listen, prov_name, password, prov_password),
-            progress=lambda text: typer.echo(text, err=True, nl=False),
+    if intermediate_csr is not None:
+        try:
+            csr = init_csr(request, intermediate_csr, progress=progress)
+        except (KeyStoreError, CeremonyError, OSError) as exc:
+            raise CLIError(f"step ca init: {key_store_error(exc)}") from None
+        ui.note("")
+        ui.selected("Intermediate private key", redact_uri(csr.intermediate_key))
+        ui.selected("Intermediate public key SHA-256", csr.public_key_sha256)
+        ui.selected("Certificate signing request", str(csr.csr))
+        ui.selected("Pending initialisation", str(csr.pending))
+        ui.selected("Ceremony record", str(csr.record))
+        ui.note(
+            "\nSign the CSR on the root's machine with 'step ca ceremony sign-intermediate', "
+            "then run 'step ca init --intermediate-crt FILE --root ROOT.crt'."
         )
-    except (KeyStoreError, OSError) as exc:
-        raise CLIError(f"step ca init: {exc}") from None
+        return
+    try:
+        res = init_pki(request, progress=progress)
+    except (KeyStoreError, CeremonyError, OSError) as exc:
+        raise CLIError(f"step ca init: {key_store_error(exc)}") from None
     ui.note("")
     ui.selected("Root certificate", str(res.root_cert))
-    ui.selected("Root private key", str(res.root_key))
+    if res.root_key is not None:
+        ui.selected("Root private key", res.root_key)
+    else:
+        ui.selected("Root private key", f"{redact_uri(str(root_kms))} (not kept in ca.json)")
     ui.selected("Root fingerprint", res.root_fingerprint)
     ui.selected("Intermediate certificate", str(res.intermediate_cert))
-    ui.selected("Intermediate private key", str(res.intermediate_key))
+    ui.selected("Intermediate private key", redact_uri(res.intermediate_key))
     ui.selected("Database folder", str(res.db_dir))
     ui.selected("Default configuration", str(res.defaults))
     ui.selected("Certificate Authority configuration", str(res.ca_config))
+    ui.selected("Ceremony record", str(res.record))
     ui.note(FEEDBACK)

@@ -130,6 +130,29 @@ def roots_command(
     _write_or_print(roots_file, certs, force, "The root certificate bundle has been saved in {}.")
 
 
+def federation_command(
+    federation_file: Path | None = typer.Argument(
+        None, help="Where to write the bundle (default: stdout)."
+    ),
+    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
+    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+) -> None:
+    """Download the CA's roots and the roots of the CAs it federates with (GET /federation).
+
+    Examples:
+
+      $ step ca federation federation.pem
+
+      $ step ca federation --ca-url https://ca.internal:9000 --root root_ca.crt
+    """
+    with CAClient(require_ca_url(ca_url), require_root(root)) as client:
+        certs = client.cert_list("/federation")
+    _write_or_print(
+        federation_file, certs, force, "The federation certificate bundle has been saved in {}."
+    )
+
+
 def health_command(
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
