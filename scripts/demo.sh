@@ -53,6 +53,17 @@ say "openssl verify -x509_strict"
 openssl verify -x509_strict -CAfile "$STEPPATH/certs/root_ca.crt" \
   -untrusted "$DEMO/demo.crt" "$DEMO/demo.crt"
 
+say "step ca renew (mTLS with the certificate itself)"
+step ca renew "$DEMO/demo.crt" "$DEMO/demo.key" --force
+step certificate inspect --short "$DEMO/demo.crt"
+
+say "step ca revoke, then renewal is refused"
+SERIAL=$(step certificate inspect --format json "$DEMO/demo.crt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial_number"])')
+step ca revoke "$SERIAL" --reason "demo" --password-file "$DEMO/provisioner-password.txt"
+if step ca renew "$DEMO/demo.crt" "$DEMO/demo.key" --force; then
+  echo "a revoked certificate was renewed: this is a bug" >&2; exit 1
+fi
+
 say "the same token again is refused (single use)"
 if step ca certificate demo.internal "$DEMO/again.crt" "$DEMO/again.key" --token "$TOKEN"; then
   echo "replay was accepted: this is a bug" >&2; exit 1
