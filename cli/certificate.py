@@ -1,8 +1,10 @@
-"""`step certificate`: inspect and fingerprint X.509 certificates and CSRs.
+"""`step certificate`: inspect, fingerprint, verify X.509 certificates, check renewal.
 
-Follows smallstep/cli's command/certificate/inspect.go and fingerprint.go: the same inputs
-(a PEM/DER file, a bundle, ``-`` for standard input, or an ``https://host[:port]`` URL whose
-presented chain is read), the same flags and the same one-line error messages.
+Follows smallstep/cli's command/certificate/inspect.go, fingerprint.go, verify.go and
+needsRenewal.go: the same inputs (a PEM/DER file, a bundle, ``-`` for standard input, or an
+``https://host[:port]`` URL whose presented chain is read), the same flags, the same one-line
+error messages and exit statuses. The logic of `verify` lives in :mod:`cli.verify`, that of
+`needs-renewal` in :mod:`cli.renewal_check`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from cli.certinfo import (
     pem_encode,
 )
 from cli.common import CLIError, die
+from cli.renewal_check import (
+    EXIT_ERROR,
+    EXIT_NEEDS_RENEWAL,
+    EXIT_NO_RENEWAL,
+    RenewalCheckError,
+    needs_renewal,
+)
 from cli.tlsfetch import fetch_peer_certificates, trim_url
+from cli.verify import VerifyOptions, verify_certificate
 
 app = typer.Typer(
     help="Create, inspect and manage X.509 certificates.",
@@ -288,3 +298,184 @@ def fingerprint_command(
         die(str(exc))
     for line in lines:
         typer.echo(line)
+
+
+_ROOTS_HELP = (
+    "Root certificate(s) to validate against: a file, a comma-separated list of files or a "
+    "directory of PEM files. Default: the system trust store."
+)
+
+
+@app.command("verify")
+def verify_command(
+    crt_file: str = typer.Argument(
+        ...,
+        metavar="CRT_FILE",
+        help="PEM file with the certificate to validate first, then any intermediates; or an "
+        "https://host[:port] URL whose presented chain is validated.",
+        show_default=False,
+    ),
+    host: str | None = typer.Option(
+        None, "--host", help="Check that the certificate is valid for this DNS name or IP."
+    ),
+    roots: str | None = typer.Option(None, "--roots", help=_ROOTS_HELP),
+    servername: str | None = typer.Option(
+        None, "--servername", help="TLS Server Name Indication to send to a remote server."
+    ),
+    issuing_ca: str | None = typer.Option(
+        None,
+        "--issuing-ca",
+        metavar="FILE",
+        help="The issuer's certificate to check the CRL and OCSP answers with. Default: the "
+        "issuer the chain was validated with.",
+    ),
+    verify_crl: bool = typer.Option(
+        False,
+        "--verify-crl",
+        help="Also check the certificate against the CRL of its CRL distribution points.",
+    ),
+    verify_ocsp: bool = typer.Option(
+        False,
+        "--verify-ocsp",
+        help="Also check the certificate's status with the OCSP responder of its AIA extension.",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Print what was verified on success."
+    ),
+) -> None:
+    """Verify a certificate: RFC 5280 path validation, optionally CRL and OCSP checks.
+
+    The first certificate of CRT_FILE is validated; the others may serve as
+    intermediates. The chain must end at one of --roots (default: the
+    system trust store), every certificate must be valid now, and with
+    --host the certificate must name the host in its SANs. Any extended key
+    usage is accepted. Exit status 0 when the certificate is valid (nothing
+    is printed unless --verbose), 1 with a one-line error otherwise.
+
+    --verify-crl downloads the CRL from the certificate's CRL distribution
+    points and --verify-ocsp asks the OCSP responder named in its Authority
+    Information Access; the answers must be signed by the issuer. Only those
+    http(s) URLs are contacted, with a 10 second timeout.
+
+    Examples:
+
+      $ step certificate verify ./certificate.crt
+
+      $ step certificate verify ./certificate.crt --roots ./root_ca.crt
+
+      $ step certificate verify ./certificate.crt --host example.com \\
+          --roots "./root_ca.crt,./old_root_ca.crt"
+
+      $ step certificate verify https://smallstep.com
+
+      $ step certificate verify ./certificate.crt --roots ./root_ca.crt \\
+          --verify-crl --verify-ocsp --verbose
+    """
+    options = VerifyOptions(
+        host=host or None,
+        roots=roots or None,
+        server_name=servername or None,
+        issuing_ca=issuing_ca or None,
+        verify_crl=verify_crl,
+        verify_ocsp=verify_ocsp,
+        report=typer.echo if verbose else None,
+    )
+    try:
+        lines = verify_certificate(crt_file, options)
+    except CLIError as exc:
+        die(str(exc))
+    if verbose:
+        # step's closing line, spelling included.
+        typer.echo("\n".join([*lines, "certficiate is valid"]))
+
+
+_NEEDS_RENEWAL_USAGE = "step certificate needs-renewal <cert-file or hostname>"
+
+
+@app.command(
+    "needs-renewal",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+)
+def needs_renewal_command(
+    ctx: typer.Context,
+    crt_or_url: str | None = typer.Argument(
+        None,
+        metavar="CRT_OR_URL",
+        help="Certificate file (PEM bundle or DER), or an https://host[:port] URL whose "
+        "presented certificate is checked.",
+        show_default=False,
+    ),
+    expires_in: str | None = typer.Option(
+        None,
+        "--expires-in",
+        metavar="PERCENT|DURATION",
+        help='Either a share of the lifetime followed by "%" (needs renewal once that much '
+        'has passed; default 66%), or a duration such as "300ms", "1.5h" or "2h45m" (needs '
+        'renewal when it expires within it). Units: "ns", "us" (or "\u00b5s"), "ms", "s", '
+        '"m", "h".',
+    ),
+    roots: str | None = typer.Option(
+        None,
+        "--roots",
+        help="Root certificate(s) used to verify a remote server: a file, a comma-separated "
+        "list of files or a directory.",
+    ),
+    servername: str | None = typer.Option(
+        None, "--servername", help="TLS Server Name Indication to send to a remote server."
+    ),
+    bundle: bool = typer.Option(
+        False,
+        "--bundle",
+        help="Check every certificate of the bundle, in order (default: only the first).",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Print whether the certificate needs renewal."
+    ),
+) -> None:
+    """Check whether a certificate needs to be renewed.
+
+    Exit status 0 when it needs renewal, 1 when it does not, 2 when the file
+    does not exist and 255 on any other error. By default a certificate needs
+    renewal once 66% of its lifetime (not before to not after) has passed;
+    --expires-in sets another percentage, or a time window before expiry.
+    With --bundle, it is enough that one certificate of the bundle needs
+    renewal.
+
+    Examples:
+
+      $ step certificate needs-renewal ./certificate.crt
+
+      $ step certificate needs-renewal https://smallstep.com
+
+      $ step certificate needs-renewal ./certificate.crt --expires-in 1h15m
+
+      $ step certificate needs-renewal https://smallstep.com --expires-in 0s
+
+      $ step certificate needs-renewal ./certificate.crt --expires-in 75%
+
+      $ step certificate needs-renewal https://ca.example.com:9000 \\
+          --roots ./root_ca.crt --servername ca.example.com
+    """
+    if crt_or_url is None:
+        die(
+            f"not enough positional arguments were provided in '{_NEEDS_RENEWAL_USAGE}'", EXIT_ERROR
+        )
+    if ctx.args:
+        die(f"too many positional arguments were provided in '{_NEEDS_RENEWAL_USAGE}'", EXIT_ERROR)
+    try:
+        renew = needs_renewal(
+            crt_or_url,
+            expires_in=expires_in,
+            roots=roots or None,
+            server_name=servername or None,
+            bundle=bundle,
+        )
+    except RenewalCheckError as exc:
+        die(str(exc), exc.exit_code)
+    if renew:
+        if verbose:
+            typer.echo("certificate needs renewal")
+        raise typer.Exit(EXIT_NEEDS_RENEWAL)
+    if verbose:
+        die("certificate does not need renewal", EXIT_NO_RENEWAL)
+    raise typer.Exit(EXIT_NO_RENEWAL)

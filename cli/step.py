@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ca, certificate, crypto, path
+from cli import ca, certificate, crypto, kms, path
 from cli.common import CLIError
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(ca.app, name="ca")
 app.add_typer(certificate.app, name="certificate")
 app.add_typer(crypto.app, name="crypto")
+app.add_typer(kms.app, name="kms")
 app.command(name="path")(path.path_command)
 
 

@@ -95,7 +95,8 @@ def read_cert_pool(path: str) -> list[bytes]:
     return found
 
 
-def _context(roots: str | None, insecure: bool) -> ssl.SSLContext:
+def tls_client_context(roots: str | None, insecure: bool = False) -> ssl.SSLContext:
+    """A TLS 1.2+ client context trusting --roots (or the system store unless `insecure`)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if roots:
@@ -131,7 +132,7 @@ def fetch_peer_certificates(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> list[bytes]:
     """DER certificates presented by host:port; CLIError when the connection fails."""
-    context = _context(roots, insecure)
+    context = tls_client_context(roots, insecure)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with (

@@ -1,0 +1,599 @@
+"""The long text form of a certificate: smallstep/certinfo's ``CertificateText``."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+
+from cli.certinfo.algorithms import algorithm_display_name
+from cli.certinfo.der import (
+    TAG_INTEGER,
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    TAG_UTF8,
+    CertParseError,
+    Element,
+    children,
+    decode_integer,
+    decode_oid,
+    decode_string,
+    expect,
+    parse_one,
+)
+from cli.certinfo.extensions import (
+    OID_STEP_PROVISIONER,
+    Extension,
+    NameConstraints,
+    parse_octet_string,
+    parse_sct_list,
+)
+from cli.certinfo.general_names import GeneralNames, ip_net_string, ip_string
+from cli.certinfo.gofmt import MONTHS, go_printable, go_runes, go_validity_time, int_bytes
+from cli.certinfo.keys import PublicKeyInfo
+from cli.certinfo.model import Certificate
+from cli.certinfo.names import Name, flat
+from provisioners.extension import ProvisionerExtension
+
+_EXT_KEY_USAGE_GO = {
+    "2.5.29.37.0": "Any Usage",
+    "1.3.6.1.5.5.7.3.1": "Server Authentication",
+    "1.3.6.1.5.5.7.3.2": "Client Authentication",
+    "1.3.6.1.5.5.7.3.3": "Code Signing",
+    "1.3.6.1.5.5.7.3.4": "E-mail Protection",
+    "1.3.6.1.5.5.7.3.5": "IPSec End System",
+    "1.3.6.1.5.5.7.3.6": "IPSec Tunnel",
+    "1.3.6.1.5.5.7.3.7": "IPSec User",
+    "1.3.6.1.5.5.7.3.8": "Time Stamping",
+    "1.3.6.1.5.5.7.3.9": "OCSP Signing",
+    # Go knows these four but certinfo's certificate printer has no label for them.
+    "1.3.6.1.4.1.311.10.3.3": "UNKNOWN",
+    "2.16.840.1.113730.4.1": "UNKNOWN",
+    "1.3.6.1.4.1.311.2.1.22": "UNKNOWN",
+    "1.3.6.1.4.1.311.61.1.1": "UNKNOWN",
+}
+_OID_EK_CERTIFICATE = "2.23.133.8.1"
+KEY_USAGE_NAMES = (
+    "Digital Signature",
+    "Content Commitment",
+    "Key Encipherment",
+    "Data Encipherment",
+    "Key Agreement",
+    "Certificate Sign",
+    "CRL Sign",
+    "Encipher Only",
+    "Decipher Only",
+)
+
+
+def hex_block(data: bytes, per_line: int, indent: int, out: list[str]) -> None:
+    """certinfo's colon-separated hex dump; starts each row on a new line."""
+    pieces = [f"{b:02x}" for b in data]
+    text = ""
+    for i, piece in enumerate(pieces):
+        if i % per_line == 0:
+            text += "\n" + " " * indent
+        text += piece
+        if i != len(pieces) - 1:
+            text += ":"
+    out.append(text)
+
+
+def _format_name(name: Name) -> str:
+    values: list[str] = []
+    for attribute in flat(name):
+        oid, value = attribute.oid, attribute.value
+        if oid.startswith("2.5.4.") and oid.count(".") == 3:
+            label = {
+                "3": "CN",
+                "5": "SERIALNUMBER",
+                "6": "C",
+                "7": "L",
+                "8": "ST",
+                "9": "STREET",
+                "10": "O",
+                "11": "OU",
+                "17": "POSTALCODE",
+            }.get(oid.rsplit(".", 1)[1])
+            values.append(f"{label}={value}" if label else f"UnknownOID={oid}")
+        elif oid == "1.2.840.113549.1.9.1":
+            values.append(f"emailAddress={value}")
+        elif oid == "0.9.2342.19200300.100.1.25":
+            values.append(f"DC={value}")
+        elif oid == "0.9.2342.19200300.100.1.1":
+            values.append(f"UID={value}")
+        else:
+            values.append(f"{oid}={value}")
+    return ",".join(values)
+
+
+def _print_name(name: Name, out: list[str]) -> None:
+    """printName: values joined by ',' and a newline; nothing at all for an empty name."""
+    text = _format_name(name)
+    if text:
+        out.append(text + "\n")
+
+
+def _key_printer(label: str, value: int, out: list[str]) -> None:
+    out.append(" " * 16 + f"{label}:")
+    hex_block(int_bytes(value), 15, 20, out)
+    out.append("\n")
+
+
+def print_subject_information(
+    subject: Name, key: PublicKeyInfo, is_csr: bool, out: list[str]
+) -> None:
+    out.append(" " * 8 + "Subject:")
+    if flat(subject):
+        out.append(" ")
+        _print_name(subject, out)
+    else:
+        out.append("\n")
+    out.append(" " * 8 + "Subject Public Key Info:\n" + " " * 12 + "Public Key Algorithm: ")
+    pk = key.key
+    if isinstance(pk, rsa.RSAPublicKey):
+        numbers = pk.public_numbers()
+        out.append("RSA\n")
+        out.append(" " * 16 + f"Public-Key: ({numbers.n.bit_length()} bit)\n")
+        out.append(" " * 16 + "Modulus:")
+        hex_block(int_bytes(numbers.n), 15, 20, out)
+        out.append("\n" + " " * 16 + f"Exponent: {numbers.e} ({numbers.e:#x})\n")
+    elif isinstance(pk, dsa.DSAPublicKey):
+        numbers_dsa = pk.public_numbers()
+        params = numbers_dsa.parameter_numbers
+        out.append("DSA\n")
+        for label, value in (
+            ("pub", numbers_dsa.y),
+            ("P", params.p),
+            ("Q", params.q),
+            ("G", params.g),
+        ):
+            _key_printer(label, value, out)
+    elif isinstance(pk, ec.EllipticCurvePublicKey):
+        point = pk.public_numbers()
+        out.append("ECDSA\n")
+        out.append(" " * 16 + f"Public-Key: ({key.curve_bits} bit)\n")
+        _key_printer("X", point.x, out)
+        _key_printer("Y", point.y, out)
+        out.append(" " * 16 + f"Curve: {key.curve}\n")
+    elif isinstance(pk, ed25519.Ed25519PublicKey):
+        out.append("Ed25519\n")
+        out.append(" " * 16 + f"Public-Key: ({len(key.key_bytes)} bit)")
+        hex_block(key.key_bytes, 15, 20, out)
+        out.append("\n")
+    else:
+        out.append(key.display_algorithm + "\n")
+        if not is_csr:
+            out.append(" " * 16 + "Public-Key:\n")
+        out.append(" " * 16 + "Raw Bytes:")
+        hex_block(key.key_bytes, 15, 20, out)
+        out.append("\n")
+
+
+def print_critical(name: str, critical: bool, out: list[str], indent: int = 12) -> None:
+    out.append(" " * indent + name + (": critical\n" if critical else ":\n"))
+
+
+def colon_hex_upper(data: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in data)
+
+
+def print_sans(extension: Extension, names: GeneralNames, out: list[str]) -> None:
+    print_critical("X509v3 Subject Alternative Name", extension.critical, out)
+    pad = " " * 16
+    if names.dns:
+        out.append(pad + ", ".join(f"DNS:{n}" for n in names.dns) + "\n")
+    if names.emails:
+        out.append(pad + ", ".join(f"email:{n}" for n in names.emails) + "\n")
+    if names.ips:
+        out.append(pad + ", ".join(f"IP Address:{ip_string(n)}" for n in names.ips) + "\n")
+    if names.uris:
+        out.append(pad + ", ".join(f"URI:{n}" for n in names.uris) + "\n")
+    for item in names.raw:
+        if item.tag == 0:
+            _print_other_name(item, out)
+        elif item.tag == 4 and item.constructed:
+            _print_tpm_attributes(item, out)
+
+
+def _print_other_name(item: Element, out: list[str]) -> None:
+    try:
+        parts = children(item)
+        type_id = decode_oid(expect(parts[0], TAG_OID, "").content)
+        if len(parts) != 2 or not parts[1].is_context(0):
+            return
+    except (CertParseError, IndexError):
+        return
+    inner = parts[1].content
+    pad = " " * 16
+
+    def raw_line() -> None:
+        out.append(pad + f"OtherName: Type: {type_id}, Value: 0x{inner.hex()}\n")
+
+    try:
+        if type_id == "1.3.6.1.5.5.7.8.3":  # permanent identifier
+            fields_ = children(expect(parse_one(inner), TAG_SEQUENCE, ""))
+            text, assigner = "", ""
+            for part in fields_:
+                if part.is_universal(TAG_UTF8):
+                    text = decode_string(part)
+                elif part.is_universal(TAG_OID):
+                    assigner = decode_oid(part.content)
+            line = pad + f"Permanent Identifier: {text}" if text else ""
+            if assigner:
+                line += f", Assigner: {assigner}"
+            out.append(line + "\n")
+        elif type_id == "1.3.6.1.5.5.7.8.4":  # hardware module name
+            fields_ = children(expect(parse_one(inner), TAG_SEQUENCE, ""))
+            hw_type = decode_oid(expect(fields_[0], TAG_OID, "").content)
+            serial = expect(fields_[1], TAG_OCTET_STRING, "").content.decode("utf-8", "replace")
+            out.append(pad + f"Hardware Module Name: Type: {hw_type}, Serial Number: {serial}\n")
+        elif type_id == "1.3.6.1.4.1.311.20.2.3":  # UPN
+            out.append(pad + f"UPN: {decode_string(expect(parse_one(inner), TAG_UTF8, ''))}\n")
+        elif type_id == "1.3.6.1.4.1.57264.1.7":  # sigstore
+            out.append(pad + f"Sigstore Identity: {decode_string(parse_one(inner))}\n")
+        else:
+            raw_line()
+    except (CertParseError, IndexError):
+        raw_line()
+
+
+_TPM_ATTRIBUTES = {
+    "2.23.133.2.1": "TPM Manufacturer",
+    "2.23.133.2.2": "TPM Model",
+    "2.23.133.2.3": "TPM Version",
+}
+
+
+def _print_tpm_attributes(item: Element, out: list[str]) -> None:
+    try:
+        for rdn in children(parse_one(item.content)):
+            for atv in children(rdn):
+                parts = children(atv)
+                label = _TPM_ATTRIBUTES.get(decode_oid(parts[0].content))
+                if label:
+                    out.append(" " * 16 + f"{label}: {decode_string(parts[1])}\n")
+    except (CertParseError, IndexError):
+        return
+
+
+def _print_sct_list(extension: Extension, out: list[str]) -> None:
+    print_critical("RFC6962 Certificate Transparency SCT", extension.critical, out)
+    error = CertParseError(f'certinfo: Error parsing OID "{extension.oid}"')
+    try:
+        scts = parse_sct_list(parse_octet_string(extension.value))
+    except (CertParseError, IndexError):
+        raise error from None
+    for index, sct in enumerate(scts):
+        out.append(" " * 16 + f"SCT [{index}]:\n")
+        version = "V1" if sct.version == 0 else f"UnknownVersion({sct.version})"
+        out.append(" " * 20 + f"Version: {version} ({sct.version:#x})\n")
+        out.append(" " * 20 + f"LogID: {base64.b64encode(sct.log_id).decode()}\n")
+        try:
+            when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=sct.timestamp)
+        except OverflowError:
+            raise CertParseError("certinfo: SCT timestamp out of range") from None
+        stamp = (
+            f"{MONTHS[when.month - 1]} {when.day} {when.hour:02d}:{when.minute:02d}:"
+            f"{when.second:02d}.{when.microsecond // 1000:03d} {when.year:04d} UTC"
+        )
+        out.append(" " * 20 + f"Timestamp: {stamp}\n")
+        hash_names = ("None", "MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+        sig_names = ("Anonymous", "RSA", "DSA", "ECDSA")
+        hash_name = (
+            hash_names[sct.hash_algorithm]
+            if sct.hash_algorithm < len(hash_names)
+            else f"UNKNOWN({sct.hash_algorithm})"
+        )
+        sig_name = (
+            sig_names[sct.signature_algorithm]
+            if sct.signature_algorithm < len(sig_names)
+            else f"UNKNOWN({sct.signature_algorithm})"
+        )
+        out.append(" " * 20 + f"Signature Algorithm: {hash_name}-{sig_name}")
+        hex_block(sct.signature, 18, 22, out)
+        out.append("\n")
+
+
+def _step_provisioner_text(extension: Extension, out: list[str]) -> None:
+    print_critical("X509v3 Step Provisioner", extension.critical, out)
+    try:
+        value = ProvisionerExtension.from_der(extension.value)
+    except ValueError:
+        raise CertParseError(f'certinfo: Error parsing OID "{extension.oid}"') from None
+    names = (
+        "NOOP",
+        "JWK",
+        "OIDC",
+        "GCP",
+        "AWS",
+        "Azure",
+        "ACME",
+        "X5C",
+        "K8sSA",
+        "SSHPOP",
+        "SCEP",
+        "Nebula",
+    )
+    type_number = int(value.type)
+    type_name = names[type_number] if 0 <= type_number < len(names) else f"{type_number} (unknown)"
+    pad = " " * 16
+    out.append(pad + f"Type: {type_name}\n")
+    out.append(pad + f"Name: {value.name}\n")
+    if value.credential_id:
+        out.append(pad + f"CredentialID: {value.credential_id}\n")
+    pairs = value.key_value_pairs
+    for i in range(0, len(pairs), 2):
+        out.append(pad + f"{pairs[i]}: {pairs[i + 1] if i + 1 < len(pairs) else '-'}\n")
+
+
+def _print_cert_extension(cert: Certificate, extension: Extension, out: list[str]) -> None:
+    oid = extension.oid
+    pad = " " * 16
+    if oid.startswith("2.5.29.") and oid.count(".") == 3:
+        arc = int(oid.rsplit(".", 1)[1])
+        if arc == 9:
+            print_critical("X509v3 Subject Directory Attributes", extension.critical, out)
+            _print_subject_directory_attributes(extension, out)
+        elif arc == 14:
+            print_critical("X509v3 Subject Key Identifier", extension.critical, out)
+            out.append(pad + colon_hex_upper(cert.subject_key_id) + "\n")
+        elif arc == 15:
+            print_critical("X509v3 Key Usage", extension.critical, out)
+            usages = [n for i, n in enumerate(KEY_USAGE_NAMES) if cert.key_usage & (1 << i)]
+            out.append(pad + (", ".join(usages) if usages else "None") + "\n")
+        elif arc == 17:
+            print_sans(extension, cert.sans, out)
+        elif arc == 19:
+            print_critical("X509v3 Basic Constraints", extension.critical, out)
+            is_ca, max_path = cert.basic_constraints or (False, -1)
+            line = pad + ("CA:TRUE" if is_ca else "CA:FALSE")
+            if max_path == 0:
+                line += ", pathlen:0"
+            elif max_path > 0:
+                line += f", pathlen:{max_path}"
+            out.append(line + "\n")
+        elif arc == 30:
+            print_critical("X509v3 Name Constraints", extension.critical, out)
+            _print_cert_name_constraints(cert.name_constraints or NameConstraints(), out)
+        elif arc == 31:
+            print_critical("X509v3 CRL Distribution Points", extension.critical, out)
+            if cert.crl_distribution_points:
+                out.append(pad + "Full Name:\n" + " " * 18)
+                out.append(", ".join(f"URI:{u}" for u in cert.crl_distribution_points) + "\n")
+        elif arc == 32:
+            print_critical("X509v3 Certificate Policies", extension.critical, out)
+            for policy in cert.policies:
+                out.append(pad + f"Policy: {policy.oid}\n")
+        elif arc == 35:
+            print_critical("X509v3 Authority Key Identifier", extension.critical, out)
+            key_id = cert.authority_key_id
+            out.append((pad + colon_hex_upper(key_id) if key_id else "") + "\n")
+        elif arc == 37:
+            print_critical("X509v3 Extended Key Usage", extension.critical, out)
+            known = [_EXT_KEY_USAGE_GO[o] for o in cert.ext_key_usage if o in _EXT_KEY_USAGE_GO]
+            unknown = [
+                "EK Certificate" if o == _OID_EK_CERTIFICATE else o
+                for o in cert.ext_key_usage
+                if o not in _EXT_KEY_USAGE_GO
+            ]
+            if known or unknown:
+                out.append(pad + ", ".join(known + unknown) + "\n")
+        else:
+            out.append(f"Unknown extension 2.5.29.{arc}\n")
+        return
+
+    simple_labels = {
+        "1.3.6.1.4.1.57264.1.1": "Sigstore OIDC Issuer",
+        "1.3.6.1.4.1.57264.1.2": "Sigstore GitHub Workflow Trigger",
+        "1.3.6.1.4.1.57264.1.3": "Sigstore GitHub Workflow SHA Hash",
+        "1.3.6.1.4.1.57264.1.4": "Sigstore GitHub Workflow Name",
+        "1.3.6.1.4.1.57264.1.5": "Sigstore GitHub Workflow Repository",
+        "1.3.6.1.4.1.57264.1.6": "Sigstore GitHub Workflow Ref",
+    }
+    if oid == "1.3.6.1.5.5.7.1.1":
+        print_critical("Authority Information Access", extension.critical, out)
+        if cert.aia.ocsp:
+            out.append(pad + "OCSP - " + ",".join(f"URI:{u}" for u in cert.aia.ocsp) + "\n")
+        if cert.aia.issuers:
+            out.append(
+                pad + "CA Issuers - " + ",".join(f"URI:{u}" for u in cert.aia.issuers) + "\n"
+            )
+    elif oid == "2.16.840.1.113730.1.13":
+        try:
+            comment = decode_string(parse_one(extension.value))
+        except CertParseError:
+            raise CertParseError(f'certinfo: Error parsing OID "{oid}"') from None
+        print_critical("Netscape Comment", extension.critical, out)
+        out.append(pad + comment + "\n")
+    elif oid == OID_STEP_PROVISIONER:
+        _step_provisioner_text(extension, out)
+    elif oid == "1.3.6.1.4.1.37476.9000.64.2":
+        _print_step_ra(extension, out)
+    elif oid == "1.3.6.1.4.1.37476.9000.64.3":
+        _print_step_managed_endpoint(extension, out)
+    elif oid == "1.3.6.1.4.1.37476.9000.64.4":
+        print_critical("X509v3 Step Managed Device", extension.critical, out)
+        try:
+            parts = children(expect(parse_one(extension.value), TAG_SEQUENCE, ""))
+            device = decode_string(parts[0])
+        except (CertParseError, IndexError):
+            raise CertParseError(f'certinfo: Error parsing OID "{oid}"') from None
+        out.append(pad + f"DeviceID: {device}\n")
+    elif oid == "1.3.6.1.4.1.11129.2.4.2":
+        _print_sct_list(extension, out)
+    elif oid.startswith("1.3.6.1.4.1.41482.3."):
+        _print_yubico(extension, out)
+    elif oid in simple_labels:
+        print_critical(simple_labels[oid], extension.critical, out)
+        out.append(pad + extension.value.decode("utf-8", "replace") + "\n")
+    else:
+        print_critical(oid, extension.critical, out)
+        out.append(pad + go_printable(go_runes(extension.value)) + "\n")
+
+
+def _print_subject_directory_attributes(extension: Extension, out: list[str]) -> None:
+    pad = " " * 16
+    try:
+        attributes = children(expect(parse_one(extension.value), TAG_SEQUENCE, ""))
+        parts = children(expect(attributes[0], TAG_SEQUENCE, ""))
+        attr_type = decode_oid(expect(parts[0], TAG_OID, "").content)
+        attr_value = parts[1]
+    except (CertParseError, IndexError):
+        out.append(pad + go_printable(go_runes(extension.value)) + "\n")
+        return
+    if attr_type == "2.23.133.2.16":
+        try:
+            spec = children(parse_one(attr_value.content))
+            family = decode_string(spec[0])
+            level = decode_integer(spec[1].content)
+            revision = decode_integer(spec[2].content)
+            out.append(
+                pad + f"TPM Specification: Family: {family}, Level: {level}, Revision: {revision}\n"
+            )
+            return
+        except (CertParseError, IndexError):
+            pass
+    out.append(pad + f"{attr_type}: 0x{attr_value.content.hex()}\n")
+
+
+def _print_cert_name_constraints(constraints: NameConstraints, out: list[str]) -> None:
+    for label, names, ips in (
+        ("Permitted", constraints.permitted, constraints.permitted_ips),
+        ("Excluded", constraints.excluded, constraints.excluded_ips),
+    ):
+        if not (names.dns or names.emails or names.uris or ips):
+            continue
+        out.append(" " * 16 + f"{label}:\n")
+        pad = " " * 18
+        if names.dns:
+            out.append(pad + "DNS: " + ", ".join(names.dns) + "\n")
+        if names.emails:
+            out.append(pad + "Email: " + ", ".join(names.emails) + "\n")
+        if names.uris:
+            out.append(pad + "URI: " + ", ".join(names.uris) + "\n")
+        if ips:
+            out.append(pad + "IP Range: " + ", ".join(ip_net_string(i, m) for i, m in ips) + "\n")
+
+
+def _print_step_ra(extension: Extension, out: list[str]) -> None:
+    print_critical("X509v3 Step Registration Authority", extension.critical, out)
+    try:
+        parts = children(expect(parse_one(extension.value), TAG_SEQUENCE, ""))
+        kind = decode_string(parts[0])
+        certificate_id = ""
+        pairs: list[str] = []
+        for part in parts[1:]:
+            if part.is_universal(TAG_SEQUENCE):
+                pairs = [decode_string(p) for p in children(part)]
+            else:
+                certificate_id = decode_string(part)
+    except (CertParseError, IndexError):
+        raise CertParseError(f'certinfo: Error parsing OID "{extension.oid}"') from None
+    pad = " " * 16
+    out.append(pad + f"Type: {kind}\n")
+    if certificate_id:
+        out.append(pad + f"CertificateID: {certificate_id}\n")
+    for i in range(0, len(pairs), 2):
+        out.append(pad + f"{pairs[i]}: {pairs[i + 1] if i + 1 < len(pairs) else '-'}\n")
+
+
+def _print_step_managed_endpoint(extension: Extension, out: list[str]) -> None:
+    print_critical("X509v3 Step Managed Endpoint", extension.critical, out)
+    try:
+        parts = children(expect(parse_one(extension.value), TAG_SEQUENCE, ""))
+        kind = decode_integer(expect(parts[0], TAG_INTEGER, "").content)
+        endpoint = decode_string(parts[1])
+    except (CertParseError, IndexError):
+        raise CertParseError(f'certinfo: Error parsing OID "{extension.oid}"') from None
+    kinds = ("Unknown", "Device", "Workload", "People", "Agent", "Account")
+    label = kinds[kind] if 0 <= kind < len(kinds) else f"{kind} (unknown)"
+    out.append(" " * 16 + f"Kind: {label}\n" + " " * 16 + f"EndpointID: {endpoint}\n")
+
+
+def _print_yubico(extension: Extension, out: list[str]) -> None:
+    arc = extension.oid.rsplit(".", 1)[1]
+    value = extension.value
+    pad = " " * 16
+    if arc == "3":
+        print_critical("X509v3 YubiKey Firmware Version", extension.critical, out)
+        out.append(pad + (".".join(str(b) for b in value) if value else "unknown") + "\n")
+    elif arc == "7":
+        try:
+            serial = decode_integer(expect(parse_one(value), TAG_INTEGER, "").content)
+        except CertParseError:
+            raise CertParseError(f'certinfo: Error parsing OID "{extension.oid}"') from None
+        print_critical("X509v3 YubiKey Serial Number", extension.critical, out)
+        out.append(pad + f"{serial}\n")
+    elif arc == "8":
+        print_critical("X509v3 YubiKey Policy", extension.critical, out)
+        if not value:
+            out.append(pad + "unknown\n")
+        pin = {1: "never", 2: "once per session", 3: "always"}
+        touch = {1: "never", 2: "always", 3: "once per session"}
+        for index, octet in enumerate(value[:2]):
+            table, label = (pin, "PIN policy") if index == 0 else (touch, "Touch policy")
+            out.append(pad + f"{label}: {table.get(octet, f'unknown (0x{octet:02x})')}\n")
+    elif arc == "9":
+        print_critical("X509v3 YubiKey Formfactor", extension.critical, out)
+        out.append(pad + _yubico_formfactor(value) + "\n")
+    elif arc == "10":
+        print_critical("X509v3 YubiKey Certification", extension.critical, out)
+        out.append(pad + "FIPS Certified\n")
+    elif arc == "11":
+        print_critical("X509v3 YubiKey Certification", extension.critical, out)
+        out.append(pad + "CSPN Certified\n")
+    else:
+        print_critical(extension.oid, extension.critical, out)
+        out.append(pad + go_printable(go_runes(value)) + "\n")
+
+
+def _yubico_formfactor(value: bytes) -> str:
+    if not value:
+        return "unknown"
+    # certinfo compares against decimal 81..85 (not 0x81..0x85); kept as it is.
+    labels = {
+        1: "USB-A Keychain",
+        2: "USB-A Nano",
+        3: "USB-C Keychain",
+        4: "USB-C Nano",
+        5: "Lightning or USB-C",
+    }
+    first = value[0]
+    base = first - 80 if first in (81, 82, 83, 84, 85) else first
+    if base not in labels:
+        return f"unknown (0x{first:02x})"
+    return labels[base] + (" (FIPS)" if first > 80 else "")
+
+
+def certificate_text(cert: Certificate) -> str:
+    """certinfo.CertificateText."""
+    out: list[str] = ["Certificate:\n", " " * 4 + "Data:\n"]
+    out.append(" " * 8 + f"Version: {cert.version} ({max(cert.version - 1, 0):#x})\n")
+    serial_bytes = int_bytes(cert.serial)
+    serial_hex = "0x" + serial_bytes.hex() if serial_bytes else ""
+    out.append(" " * 8 + f"Serial Number: {cert.serial} ({serial_hex})\n")
+    algorithm = algorithm_display_name(cert.signature_algorithm)
+    out.append(" " * 8 + f"Signature Algorithm: {algorithm}\n")
+    out.append(" " * 8 + "Issuer: ")
+    _print_name(cert.issuer, out)
+    out.append(" " * 8 + "Validity\n")
+    out.append(" " * 12 + f"Not Before: {go_validity_time(cert.not_before)}\n")
+    out.append(" " * 12 + f"Not After : {go_validity_time(cert.not_after)}\n")
+    print_subject_information(cert.subject, cert.public_key, False, out)
+    for label, uid in (
+        ("Issuer Unique ID", cert.issuer_unique_id),
+        ("Subject Unique ID", cert.subject_unique_id),
+    ):
+        if uid:
+            out.append(" " * 8 + f"{label}: " + ":".join(f"{b:02x}" for b in uid) + "\n")
+    if cert.version == 3 and cert.extensions:
+        out.append(" " * 8 + "X509v3 extensions:\n")
+        for extension in cert.extensions:
+            _print_cert_extension(cert, extension, out)
+    out.append(" " * 4 + f"Signature Algorithm: {algorithm}")
+    hex_block(cert.signature, 18, 9, out)
+    out.append("\n")
+    return "".join(out)
