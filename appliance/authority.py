@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance import csr_checks, renew_token
 from appliance.config import CAConfig
@@ -34,6 +35,7 @@ from appliance.profiles import (
     subject_name,
 )
 from appliance.signer import IssuerSigner
+from appliance.steppath import resolve
 from appliance.validity import check_window, go_time, limit_window, requested_window
 from keystores import KeyStoreError, SigningKey
 from provisioners.audience import Method, audiences
@@ -133,7 +135,7 @@ class Authority:
         self.crl = CRLPublisher(
             config, self.intermediates[0], self.issuer_signer.get, self.repository
         )
-        self.ocsp = OCSPResponder(self.intermediates[0], self.issuer_signer.get, self.repository)
+        self.ocsp = self._ocsp_responder(config, password)
         self._pointers = (
             RevocationPointers(
                 crl_url=crl_url(config),
@@ -143,6 +145,29 @@ class Authority:
             if config.crl.enabled
             else None
         )
+
+    def _ocsp_responder(self, config: CAConfig, password: bytes | None) -> OCSPResponder:
+        """The intermediate answers OCSP, or a delegated OCSP signer when configured."""
+        issuer = self.intermediates[0]
+        if not config.crl.ocsp_crt:
+            return OCSPResponder(issuer, self.issuer_signer.get, self.repository)
+        delegate = load_certificates(resolve(config.crl.ocsp_crt, config.base_dir))[0]
+        try:
+            delegate.verify_directly_issued_by(issuer)
+            eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            raise AuthorityError(
+                f"{config.crl.ocsp_crt} must be issued by the intermediate, "
+                "with the OCSPSigning EKU"
+            ) from None
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+            raise AuthorityError(f"{config.crl.ocsp_crt} lacks the OCSPSigning EKU")
+        signer = IssuerSigner(None, config.crl.ocsp_key, delegate, password, config.base_dir)
+        try:
+            signer.check()
+        except KeyStoreError as exc:
+            raise AuthorityError(str(exc)) from None
+        return OCSPResponder(issuer, signer.get, self.repository, delegate)
 
     @property
     def signer(self) -> SigningKey:

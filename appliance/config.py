@@ -38,6 +38,9 @@ class CRLConfig:
     cache_duration: timedelta = timedelta(hours=24)
     renew_period: timedelta | None = None
     idp_url: str = ""
+    # Beyond step-ca: a delegated OCSP signer (certificate + key issued by the intermediate).
+    ocsp_crt: str = ""
+    ocsp_key: str = ""
 
 
 class ConfigError(ValueError):
@@ -221,6 +224,8 @@ def _crl_config(raw: Any) -> CRLConfig:
     cache = _duration(raw.get("cacheDuration"), "crl.cacheDuration", timedelta(hours=24))
     if cache <= timedelta(0):
         raise ConfigError("crl.cacheDuration must be greater than 0")
+    if bool(raw.get("ocspCrt")) != bool(raw.get("ocspKey")):
+        raise ConfigError("crl.ocspCrt and crl.ocspKey go together")
     renew = raw.get("renewPeriod")
     period = _duration(renew, "crl.renewPeriod", cache) if renew not in (None, "") else None
     if period is not None and not timedelta(0) < period <= cache:
@@ -231,4 +236,6 @@ def _crl_config(raw: Any) -> CRLConfig:
         cache_duration=cache,
         renew_period=period,
         idp_url=str(raw.get("idpURL") or ""),
+        ocsp_crt=str(raw.get("ocspCrt") or ""),
+        ocsp_key=str(raw.get("ocspKey") or ""),
     )

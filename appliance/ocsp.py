@@ -69,10 +69,14 @@ class OCSPResponder:
         issuer: x509.Certificate,
         signer: Callable[[], SigningKey],
         repository: Repository,
+        delegate: x509.Certificate | None = None,
     ) -> None:
+        """`signer` signs responses: the intermediate's key, or the key of `delegate`, an
+        OCSP signing certificate the intermediate issued (then sent along in responses)."""
         self.issuer = issuer
         self.signer = signer
         self.repository = repository
+        self.delegate = delegate
 
     def respond(self, request_der: bytes) -> bytes:
         """The DER OCSP response to a DER OCSP request (never raises on bad input)."""
@@ -111,7 +115,10 @@ class OCSPResponder:
             revocation_time=revocation_time,
             revocation_reason=reason,
         )
-        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuer)
+        responder = self.delegate or self.issuer
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder)
+        if self.delegate is not None:
+            builder = builder.certificates([self.delegate])
         try:
             nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
             builder = builder.add_extension(nonce.value, critical=False)

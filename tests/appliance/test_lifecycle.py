@@ -217,3 +217,43 @@ def test_ocsp_good_revoked_unknown_and_nonce(authority: Authority, token: TokenM
     assert ocsp.load_der_ocsp_response(authority.ocsp.respond(b"junk")).response_status == (
         ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     )
+
+
+def test_delegated_ocsp_signer(ca_dir: Path, authority: Authority, token: TokenMaker) -> None:
+    """A delegated responder (issued by the intermediate, OCSPSigning EKU) signs responses."""
+    from datetime import UTC, datetime
+
+    from keystores import open_keystore
+
+    delegate_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    inter = authority.intermediates[0]
+    delegate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "OCSP")]))
+        .issuer_name(inter.subject)
+        .public_key(delegate_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+        .add_extension(x509.OCSPNoCheck(), False)
+        .sign(authority.signer, hashes.SHA256())
+    )
+    (ca_dir / "certs" / "ocsp.crt").write_bytes(delegate.public_bytes(Encoding.PEM))
+    store = open_keystore("file:", password=PASSWORD)
+    store.import_key(str(ca_dir / "secrets" / "ocsp_key"), delegate_key)  # type: ignore[attr-defined]
+
+    def delegate_ocsp(raw: dict) -> None:  # type: ignore[type-arg]
+        raw["crl"] = {"enabled": True, "ocspCrt": "certs/ocsp.crt", "ocspKey": "secrets/ocsp_key"}
+
+    edit_config(ca_dir, delegate_ocsp)
+    delegated = Authority(CAConfig.load(ca_dir / "config" / "ca.json"), password=PASSWORD)
+    delegated.start_time -= 5
+    cert = delegated.sign(make_csr("foo.test", []), token()).certificate
+    resp = _ocsp(delegated, cert, b"n")
+    assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert resp.certificates == [delegate]
+    delegate.public_key().verify(  # type: ignore[union-attr, call-arg]
+        resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256())
+    )
