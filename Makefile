@@ -50,5 +50,9 @@ demo: $(STAMP)
 	@command -v openssl >/dev/null || $(MAKE) system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
 
+# Signing throughput, SoftHSM2 vs file key store, measured in the same run (ratios).
+bench: system-deps $(STAMP)
+	$(BIN)/python -m bench.sign_bench
+
 clean:
 	rm -rf $(VENV) build *.egg-info demo

@@ -223,8 +223,6 @@ class Authority:
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
         window = limit_window(window, options.not_after_limit, explicit=bool(not_after))
         check_window(window, now, options.claims, self.config.backdate)
-        if self.repository.token_used(options.token_id):
-            raise unauthorized("authority.Authorize: token already used")
         request = LeafRequest(
             subject=subject_name(subject, self.config.template),
             sans=SubjectAltNames.split(sans),
@@ -316,8 +314,6 @@ class Authority:
         self._own(leaf)
         claims = renew_token.verify(token, leaf, self._audiences[Method.RENEW])
         used = UsedToken(token_hash(raw), "", datetime.fromtimestamp(float(claims["exp"]), UTC))
-        if self.repository.token_used(used.id):
-            raise unauthorized("authority.Authorize: token already used")
         return self._reissue(leaf, leaf.public_key(), used)
 
     def rekey(self, peer: x509.Certificate, csr_pem: str) -> SignResult:

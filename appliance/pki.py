@@ -146,17 +146,25 @@ def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
 
 
 def normalize_key_uri(uri: str) -> str:
-    """A file key (path or `file:` URI) as an absolute path; other URIs unchanged."""
-    scheme, _ = split_scheme(uri)
+    """A key URI that means the same from any directory: a file key (path or `file:` URI) as
+    an absolute path, a relative `pin-source` made absolute; anything else unchanged."""
+    scheme, rest = split_scheme(uri)
     if scheme is None:
         return str(Path(uri).expanduser().absolute())
     if scheme == "file":
         return str(Path(file_uri_path(uri)).expanduser().absolute())
-    return uri
+    if "pin-source" not in uri:
+        return uri
+    path_part, sep, query_part = rest.partition("?")
+    path_items = [_absolute_pin_source(i) for i in path_part.split(";")]
+    query_items = [_absolute_pin_source(i) for i in query_part.split("&")] if sep else []
+    return f"{scheme}:{';'.join(path_items)}{sep}{'&'.join(query_items)}"
 
 
 def _absolute_pin_source(item: str) -> str:
     name, _, value = item.partition("=")
+    if unquote(name) != "pin-source":
+        return item
     path = unquote(value)
     scheme, _ = split_scheme(path)
     if scheme is None and path and not Path(path).is_absolute():
@@ -324,8 +332,9 @@ def init_pki(req: InitRequest, progress: Progress = lambda _: None) -> InitResul
     return res
 
 
-def _root(req: InitRequest, files: KeyStore, stack: ExitStack, res: InitResult, now: datetime
-          ) -> tuple[x509.Certificate, SigningKey, str, dict[str, str]]:
+def _root(
+    req: InitRequest, files: KeyStore, stack: ExitStack, res: InitResult, now: datetime
+) -> tuple[x509.Certificate, SigningKey, str, dict[str, str]]:
     """The root certificate and signer: from `req.root_kms` (key taken or created, certificate
     made or `req.root_cert`), else a new key file in `$STEPPATH/secrets`."""
     if req.root_kms is None:
@@ -429,8 +438,10 @@ def init_csr(req: InitRequest, csr_path: Path, progress: Progress = lambda _: No
     and kept in the pending state with the key's URI; no ca.json is written.
     """
     if req.root_kms is not None or req.root_cert is not None:
-        raise ceremony.CeremonyError("the root key has no place on the appliance: sign the CSR "
-                                     "with 'step ca ceremony sign-intermediate'")
+        raise ceremony.CeremonyError(
+            "the root key has no place on the appliance: sign the CSR "
+            "with 'step ca ceremony sign-intermediate'"
+        )
     base = req.step_path
     _make_dirs(base)
     written: list[Path] = []
@@ -449,8 +460,13 @@ def init_csr(req: InitRequest, csr_path: Path, progress: Progress = lambda _: No
                     x509.NameAttribute(NameOID.COMMON_NAME, f"{req.name} Intermediate CA"),
                 ]
             )
-            csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(
-                signer, hash_for(signer)  # type: ignore[arg-type]
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(subject)
+                .sign(
+                    signer,
+                    hash_for(signer),  # type: ignore[arg-type]
+                )
             )
         write_atomic(csr_path, csr.public_bytes(Encoding.PEM), mode=0o644)
         written.append(csr_path)
@@ -512,8 +528,10 @@ def load_pending(step_path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ceremony.CeremonyError(f"cannot read {path}: {exc}") from None
     needed = ("name", "dnsNames", "address", "provisioner", "key", "publicKey")
-    if not isinstance(state, dict) or state.get("version") != _PENDING_VERSION or any(
-        k not in state for k in needed
+    if (
+        not isinstance(state, dict)
+        or state.get("version") != _PENDING_VERSION
+        or any(k not in state for k in needed)
     ):
         raise ceremony.CeremonyError(f"{path} is not a pending initialisation of this version")
     return state

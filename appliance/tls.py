@@ -77,7 +77,6 @@ class ServerTLS:
         self._loaded_stat: tuple[int, int] | None = None
         self._renew_at: datetime | None = None
 
-
     # --- issuing --------------------------------------------------------------------------
 
     def issue(self) -> x509.Certificate:
