@@ -216,9 +216,11 @@ class Authority:
             csr_checks.check_key(csr)
             subject, sans = csr_checks.names_from_csr(csr, options)
         else:
-            csr_checks.check_common_name(csr, options)
+            if options.check_csr_names:
+                csr_checks.check_common_name(csr, options)
             csr_checks.check_key(csr)
-            csr_checks.check_sans(csr, options)
+            if options.check_csr_names:
+                csr_checks.check_sans(csr, options)
             subject, sans = options.subject, options.sans
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
         window = limit_window(window, options.not_after_limit, explicit=bool(not_after))

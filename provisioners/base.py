@@ -38,6 +38,9 @@ class SignOptions:
     # must match them) or the CSR itself (IID, OIDC admins, X5C), optionally limited to
     # `allowed_names`.
     names_from_csr: bool = False
+    # With names from the token: whether the CSR's own names must match them (step-ca's JWK
+    # and X5C check them; its OIDC provisioner ignores them and issues the token's names).
+    check_csr_names: bool = True
     allowed_names: tuple[str, ...] | None = None
     # The certificate may not outlive this (X5C: the presented certificate's notAfter).
     not_after_limit: datetime | None = None
@@ -50,7 +53,12 @@ class ProvisionerConfigError(ValueError):
 
 class ProvisionerInitError(RuntimeError):
     """A provisioner that could not initialise (e.g. OIDC discovery unreachable): the CA
-    starts anyway and answers its tokens with step-ca's 401."""
+    starts anyway and answers its tokens with step-ca's 401. `lookup_keys` lets the registry
+    still route the provisioner's tokens to its disabled stand-in."""
+
+    def __init__(self, message: str, lookup_keys: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.lookup_keys = list(lookup_keys or [])
 
 
 class Provisioner(ABC):

@@ -70,10 +70,13 @@ def parse_token(raw: str) -> Token:
 class DisabledProvisioner(Provisioner):
     """A provisioner whose initialisation failed: listed with its state, tokens get a 401."""
 
-    def __init__(self, config: dict[str, Any], claims: Claims, reason: str) -> None:
+    def __init__(
+        self, config: dict[str, Any], claims: Claims, reason: str, keys: list[str] | None = None
+    ) -> None:
         super().__init__(config, claims)
         self.type_name = str(config.get("type", "")).upper()
         self.reason = reason
+        self._keys = list(keys or [])
 
     @property
     def id(self) -> str:
@@ -81,7 +84,7 @@ class DisabledProvisioner(Provisioner):
 
     @property
     def lookup_keys(self) -> list[str]:
-        return []
+        return self._keys
 
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         message = f'provisioner "{self.name}" is disabled due to an initialization error'
@@ -123,7 +126,7 @@ class ProvisionerRegistry:
                 prov = factory(config, claims)
             except ProvisionerInitError as exc:
                 log.error("provisioner %r failed to initialise: %s", config.get("name"), exc)
-                prov = DisabledProvisioner(config, claims, str(exc))
+                prov = DisabledProvisioner(config, claims, str(exc), exc.lookup_keys)
             if not prov.name:
                 raise ProvisionerConfigError("provisioner name cannot be empty")
             if prov.name in self._by_name:

@@ -70,11 +70,17 @@ def _label(p: dict[str, Any]) -> str:
 
 
 def choose_provisioner(
-    provisioners: list[dict[str, Any]], name: str | None, kid: str | None
+    provisioners: list[dict[str, Any]],
+    name: str | None,
+    kid: str | None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """Pick by `--provisioner`/`--kid`, or the only usable one, or ask on a terminal."""
+    """Pick by `--provisioner`/`--kid` (and type, e.g. X5C when `--x5c-cert` is given), or
+    the only usable one, or ask on a terminal."""
     usable = [p for p in provisioners if flow_for(str(p.get("type", ""))) is not None]
     usable = [p for p in usable if p.get("state") != "Uninitialized"]
+    if kind:
+        usable = [p for p in usable if str(p.get("type", "")).upper() == kind]
     if name:
         usable = [p for p in usable if p.get("name") == name]
     if kid:

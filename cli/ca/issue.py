@@ -24,6 +24,7 @@ from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
 from cli.ca.defaults import flag_value, require_ca_url, require_root
 from cli.ca.flows import TokenRequest, choose_provisioner, make_token
+from cli.ca.oidc_flow import csr_names as oidc_csr_names
 from cli.ca.renewal import renew_token
 from cli.ca.tokens import audience, token_window, unverified_claims
 from cli.common import CLIError
@@ -56,7 +57,8 @@ def new_token(
 ) -> str:
     """A token from the chosen provisioner, by that provisioner type's flow."""
     nbf, exp = token_window(not_before, not_after)
-    prov = choose_provisioner(client.provisioners(), provisioner, kid)
+    kind = "X5C" if options and options.get("x5c_cert") else None
+    prov = choose_provisioner(client.provisioners(), provisioner, kid, kind)
     request = TokenRequest(
         client=client,
         root=root,
@@ -98,8 +100,10 @@ def token_command(
     renew: bool = typer.Option(
         False, "--renew", help="A renewal token signed by --x5c-cert/--x5c-key (no provisioner)."
     ),
-    x5c_cert: Path | None = typer.Option(None, "--x5c-cert", help="Certificate for --renew."),
-    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="Its private key."),
+    x5c_cert: Path | None = typer.Option(
+        None, "--x5c-cert", help="Certificate (chain) for an X5C provisioner or --renew."
+    ),
+    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="The key of --x5c-cert."),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -139,6 +143,7 @@ def token_command(
                 not_before,
                 not_after,
                 path="/1.0/revoke" if revoke else "/1.0/sign",
+                options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
             )
     if output_file:
         write_atomic(output_file, token.encode(), mode=0o600)
@@ -230,6 +235,10 @@ def certificate_command(
     kty: str = typer.Option("EC", "--kty", help="Key type: EC, RSA or OKP."),
     curve: str | None = typer.Option(None, "--curve", "--crv", help="EC curve or OKP curve."),
     size: int = typer.Option(2048, "--size", help="RSA key size in bits."),
+    x5c_cert: Path | None = typer.Option(
+        None, "--x5c-cert", help="X5C: the certificate (chain) that authorises the request."
+    ),
+    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="X5C: the key of --x5c-cert."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing files."),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
@@ -264,10 +273,22 @@ def certificate_command(
             ott = token
         else:
             ott = new_token(
-                client, root_path, subject, sans, provisioner, None, password_file, None, None
+                client,
+                root_path,
+                subject,
+                sans,
+                provisioner,
+                None,
+                password_file,
+                None,
+                None,
+                options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
             )
             sans = sans or [subject]
         ui.selected("CA", url)
+        token_claims = unverified_claims(ott)
+        if "sans" not in token_claims and token_claims.get("email"):  # an OIDC ID token
+            subject, sans = oidc_csr_names(token_claims, subject, list(san))
         key = spec.generate()
         csr = make_csr(subject, sans, key)
         resp = client.sign(
@@ -296,6 +317,10 @@ def sign_command(
     ),
     not_before: str | None = typer.Option(None, "--not-before", help="Certificate valid from."),
     not_after: str | None = typer.Option(None, "--not-after", help="Certificate valid until."),
+    x5c_cert: Path | None = typer.Option(
+        None, "--x5c-cert", help="X5C: the certificate (chain) that authorises the request."
+    ),
+    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="X5C: the key of --x5c-cert."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
@@ -337,6 +362,7 @@ def sign_command(
             password_file,
             None,
             None,
+            options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
         )
         ui.selected("CA", url)
         resp = client.sign(

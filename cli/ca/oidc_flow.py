@@ -214,7 +214,9 @@ def _serve(login: _Login, host: str, port: int) -> HTTPServer:
         server = HTTPServer((host, port), Handler)
     except OSError as exc:
         raise CLIError(f"error listening on {host}:{port}: {exc.strerror}") from None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server
 
 
