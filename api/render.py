@@ -8,7 +8,7 @@ from typing import Any
 
 import falcon
 
-from keystores import KeyStoreError
+from keystores import KeyStoreError, KeyStoreUnavailableError
 from provisioners.errors import CAError, bad_request
 
 log = logging.getLogger("stepstone.api")
@@ -71,11 +71,14 @@ def handle_http_error(
 def handle_keystore_error(
     req: falcon.Request, resp: falcon.Response, ex: KeyStoreError, _: Any
 ) -> None:
-    """The signing key's store failed (HSM gone, session lost): 503, the client may retry."""
-    log.error("%s %s -> 503: key store unavailable: %s", req.method, req.path, ex)
-    err = CAError(503, str(ex))
-    json_response(resp, {"status": 503, "message": err.message}, 503)
-    resp.set_header("Retry-After", "5")
+    """The signing key's store failed: 503 when it is unavailable (HSM gone, session lost;
+    the client may retry), 500 for anything else (a wrong PIN, a missing key)."""
+    status = 503 if isinstance(ex, KeyStoreUnavailableError) else 500
+    log.error("%s %s -> %d: key store error: %s", req.method, req.path, status, ex)
+    err = CAError(status, str(ex))
+    json_response(resp, {"status": status, "message": err.message}, status)
+    if status == 503:
+        resp.set_header("Retry-After", "5")
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:

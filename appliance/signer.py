@@ -69,7 +69,11 @@ class IssuerSigner:
         self._signer: SigningKey | None = None
 
     def _open(self) -> SigningKey:
-        store = open_keystore(self.uri, password=self._password, base_dir=self._base_dir)
+        # The CA password decrypts key files; it is never tried as an HSM or YubiKey PIN (a
+        # wrong PIN costs a retry, and enough of them lock the token): those come from the
+        # URI (`pin-value`/`pin-source`) or the `kms.pin` field.
+        password = None if self.hardware else self._password
+        store = open_keystore(self.uri, password=password, base_dir=self._base_dir)
         signer = store.signer(self.key)
         if _spki(signer.public_key()) != _spki(self.certificate.public_key()):
             store.close()

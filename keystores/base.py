@@ -21,6 +21,7 @@ __all__ = [
     "KeySpec",
     "KeyStore",
     "KeyStoreError",
+    "KeyStoreUnavailableError",
     "PublicKey",
     "SigningKey",
     "WrongPasswordError",
@@ -34,6 +35,13 @@ PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed
 
 class KeyStoreError(Exception):
     """A key store failure the operator can act on; the message is one line, fit to print."""
+
+
+class KeyStoreUnavailableError(KeyStoreError):
+    """The store is there but cannot answer now (HSM restarted, token removed): retry later.
+
+    The API maps it to 503; the backend reconnects on the next request.
+    """
 
 
 class WrongPasswordError(KeyStoreError):

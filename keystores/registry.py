@@ -18,6 +18,8 @@ __all__ = ["BACKENDS", "open_keystore"]
 BACKENDS: dict[str, str] = {
     "file": "keystores.file:FileKeyStore",
     "softkms": "keystores.file:FileKeyStore",
+    "pkcs11": "keystores.pkcs11:Pkcs11KeyStore",
+    "yubikey": "keystores.yubikey:YubiKeyStore",
 }
 
 

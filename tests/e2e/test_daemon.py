@@ -144,8 +144,12 @@ def test_killing_renewals_never_leaves_a_mismatched_pair(main_ca: CA, tmp_path: 
     rng = random.Random(1234)
     serials = {_serial(tmp_path / "c.crt")}
     for _ in range(12):  # the daemon renewing every second, SIGKILLed at random moments
+        before = _serial(tmp_path / "c.crt")
         proc = _daemon(steppath, tmp_path, "--renew-period", "1s")
-        time.sleep(rng.uniform(0.3, 2.5))
+        # Let it renew at least once (however slow the machine), then kill it at a random
+        # moment of the following renewals.
+        _wait_for(lambda b=before: _serial(tmp_path / "c.crt") != b, 60, "a renewal")
+        time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _matching_pair(tmp_path)

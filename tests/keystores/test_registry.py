@@ -22,8 +22,8 @@ def test_file_schemes(uri: str, tmp_path: Path) -> None:
 
 
 def test_unknown_scheme_names_scheme_not_pin() -> None:
-    with pytest.raises(KeyStoreError, match="unsupported key store 'pkcs11'") as info:
-        open_keystore("pkcs11:token=ca?pin-value=s3cret")
+    with pytest.raises(KeyStoreError, match="unsupported key store 'awskms'") as info:
+        open_keystore("awskms:key-id=x?pin-value=s3cret")
     assert "s3cret" not in str(info.value)
 
 
