@@ -12,7 +12,7 @@ line is one entry, written compactly with its fields in this order:
 - `time`: when, RFC 3339 UTC (`2025-01-31T12:00:00Z`);
 - `who`: `user@host` of the process that ran the step;
 - `command`: the command, e.g. `step ca ceremony sign-intermediate`;
-- `key_uris`: the keys used or created (any `pin-value` replaced by `REDACTED`);
+- `key_uris`: the keys used or created (`pin-value`, `management-key` replaced by `REDACTED`);
 - `public_key_sha256`: SHA-256 (hex) of each key's SubjectPublicKeyInfo DER, in the order of
   `key_uris`;
 - `certificate_sha256`: SHA-256 (hex, step's fingerprint) of each certificate created or used;
@@ -67,6 +67,7 @@ __all__ = [
     "RecordSummary",
     "append_entry",
     "certificate_sha256",
+    "check_appendable",
     "check_issued_by",
     "create_root",
     "csr_name",
@@ -95,7 +96,7 @@ FIELDS = (
     "entry_sha256",
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_PIN_VALUE = re.compile(r"((?:^|[;?&])pin-value=)[^;&]*", re.IGNORECASE)
+_SECRET_ATTR = re.compile(r"((?:^|[:;?&])(?:pin-value|management-key)=)[^;&]*", re.IGNORECASE)
 REDACTED = "REDACTED"
 
 
@@ -132,11 +133,12 @@ def certificate_sha256(cert: x509.Certificate) -> str:
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with every `pin-value` replaced by `REDACTED` (file paths pass unchanged)."""
+    """The URI with every `pin-value` (and YubiKey `management-key`) replaced by `REDACTED`;
+    file paths pass unchanged."""
     scheme, _ = split_scheme(uri)
     if scheme in (None, "file"):
         return uri
-    return _PIN_VALUE.sub(lambda m: m.group(1) + REDACTED, uri)
+    return _SECRET_ATTR.sub(lambda m: m.group(1) + REDACTED, uri)
 
 
 def who() -> str:
@@ -279,6 +281,16 @@ def _verify_lines(lines: list[bytes], path: Path) -> RecordSummary:
         prev = line
     assert prev is not None
     return RecordSummary(len(lines), hashlib.sha256(prev).hexdigest())
+
+
+def check_appendable(path: Path) -> None:
+    """Fail now, before any key is made or anything signed, if the record at `path` exists
+    and is broken (`append_entry` would refuse it at the end)."""
+    path = Path(path)
+    if path.exists():
+        lines = _read_lines(path)
+        if lines:
+            _verify_lines(lines, path)
 
 
 def verify_record(path: Path, expect_head: str | None = None) -> RecordSummary:

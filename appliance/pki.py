@@ -217,6 +217,12 @@ def config_key(uri: str) -> tuple[str, dict[str, Any] | None]:
 # --- shared pieces --------------------------------------------------------------------------
 
 
+def _password_for(uri: str, password: bytes | None) -> bytes | None:
+    """The CA password decrypts file keys only; it is never tried as an HSM or YubiKey PIN
+    (a wrong PIN costs a retry): those take theirs from `pin-source`/`pin-value`."""
+    return password if split_scheme(uri)[0] in (*_FILE_SCHEMES, "softkms") else None
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -323,12 +329,14 @@ def init_pki(req: InitRequest, progress: Progress = lambda _: None) -> InitResul
     Keys created in other stores by URI are left there (a store may not delete keys, and a
     key that was taken, not created, must never be deleted).
     """
+    ceremony.check_appendable(req.record_path)
     res = _result(req.step_path, req.record_path)
     try:
         _create(req, res, progress)
     except BaseException:
         _rollback(res.written)
         raise
+    pending_path(req.step_path).unlink(missing_ok=True)  # a full init supersedes a pending one
     return res
 
 
@@ -347,7 +355,9 @@ def _root(
         return root, signer, str(path), {"root_key": "created", "root_certificate": "created"}
     uri = normalize_key_uri(req.root_kms)
     password = req.root_password if req.root_password is not None else req.password
-    store = stack.enter_context(open_keystore(uri, password=password, base_dir=req.step_path))
+    store = stack.enter_context(
+        open_keystore(uri, password=_password_for(uri, password), base_dir=req.step_path)
+    )
     public, created = ceremony.ensure_key(store, uri, KeySpec("EC", "P-256"))
     signer = store.signer(uri)
     if req.root_cert is not None:
@@ -384,6 +394,8 @@ def _create(req: InitRequest, res: InitResult, progress: Progress) -> None:
             res.written.append(Path(inter_uri))
         else:
             details["intermediate_key"] = "created" if created else "existing"
+        if ceremony.same_key(inter_public, root_public):
+            raise ceremony.CeremonyError("the root and the intermediate cannot share one key")
         res.intermediate_key = inter_uri
         intermediate = build_intermediate(req.name, inter_public, root, root_signer, now)
         _write_cert(res.intermediate_cert, intermediate, res.written)
@@ -417,7 +429,9 @@ def _intermediate_key(
         public = files.create_key(path, KeySpec("EC", "P-256"), overwrite=True)
         return public, files.signer(path), path, None
     uri = normalize_key_uri(req.kms)
-    store = stack.enter_context(open_keystore(uri, password=req.password, base_dir=req.step_path))
+    store = stack.enter_context(
+        open_keystore(uri, password=_password_for(uri, req.password), base_dir=req.step_path)
+    )
     public, created = ceremony.ensure_key(store, uri, KeySpec("EC", "P-256"))
     return public, store.signer(uri), uri, created
 
@@ -442,6 +456,7 @@ def init_csr(req: InitRequest, csr_path: Path, progress: Progress = lambda _: No
             "the root key has no place on the appliance: sign the CSR "
             "with 'step ca ceremony sign-intermediate'"
         )
+    ceremony.check_appendable(req.record_path)
     base = req.step_path
     _make_dirs(base)
     written: list[Path] = []
@@ -554,11 +569,12 @@ def complete_init(
     """
     state = load_pending(step_path)
     record_path = record or ceremony.default_record_path(step_path)
+    ceremony.check_appendable(record_path)
     intermediate = _load_cert(intermediate_crt, "intermediate certificate")
     root = _load_cert(root_crt, "root certificate")
     _check_chain(intermediate, root, state)
     uri = str(state["key"])
-    with open_keystore(uri, password=password, base_dir=step_path) as store:
+    with open_keystore(uri, password=_password_for(uri, password), base_dir=step_path) as store:
         public = store.public_key(uri)
     if not ceremony.same_key(public, intermediate):
         raise ceremony.CeremonyError(

@@ -62,7 +62,7 @@ class IssuerSigner:
         self.certificate = certificate
         self._password = password
         self._base_dir = base_dir
-        self.hardware = split_scheme(self.uri)[0] not in SOFTWARE_SCHEMES
+        self.hardware = (split_scheme(self.uri)[0] or "") not in SOFTWARE_SCHEMES
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store: KeyStore | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.ca import ceremony, init, issue, lifecycle, trust
+from cli.ca import ceremony, init, issue, lifecycle, provisioner_admin, trust
 
 app = typer.Typer(
     help="Initialise a CA, bootstrap trust in it, and get certificates from it.",
@@ -25,5 +25,8 @@ app.command(name="revoke")(lifecycle.revoke_command)
 
 provisioner_app = typer.Typer(help="List the CA's provisioners.", no_args_is_help=True)
 provisioner_app.command(name="list")(trust.provisioner_list_command)
+provisioner_app.command(name="add")(provisioner_admin.add_command)
+provisioner_app.command(name="update")(provisioner_admin.update_command)
+provisioner_app.command(name="remove")(provisioner_admin.remove_command)
 app.add_typer(provisioner_app, name="provisioner")
 app.add_typer(ceremony.app, name="ceremony")
