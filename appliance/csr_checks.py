@@ -118,6 +118,12 @@ def names_from_csr(
         ext = None
     names = SubjectAltNames.of(ext)
     sans = (*names.dns, *(str(ip) for ip in names.ips), *names.emails, *names.uris)
+    allowed_cns = options.extra.get("allowed_common_names")
+    if allowed_cns is not None and common_name(csr) and common_name(csr) not in allowed_cns:
+        raise forbidden(
+            f"certificate request does not contain the valid common name - got "
+            f"{common_name(csr)}, want {_fmt(list(allowed_cns))}"
+        )
     if options.allowed_names is not None:
         allowed = set(options.allowed_names)
         for name in (cn, *sans):
@@ -126,4 +132,4 @@ def names_from_csr(
                     f"certificate request contains a name that is not allowed - got {name}, "
                     f"want one of {_fmt(list(options.allowed_names))}"
                 )
-    return cn, sans or ((cn,) if cn else ())
+    return cn, sans

@@ -22,6 +22,7 @@ from appliance.profiles import SubjectAltNames
 from cli.ca import ui
 from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
+from cli.ca.cloud_flows import default_sans
 from cli.ca.defaults import flag_value, require_ca_url, require_root
 from cli.ca.flows import TokenRequest, choose_provisioner, make_token
 from cli.ca.oidc_flow import csr_names as oidc_csr_names
@@ -203,6 +204,20 @@ def _resolve_token(
     return require_ca_url(url), require_root(root), claims
 
 
+def _disables_custom_sans(client: CAClient, claims: dict[str, Any]) -> bool:
+    """Whether the cloud provisioner a token is for (its audience fragment) restricts SANs."""
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    fragments = {str(a).partition("#")[2] for a in auds if isinstance(a, str) and "#" in a}
+    for prov in client.provisioners():
+        kind = str(prov.get("type", "")).lower()
+        if f"{kind}/{prov.get('name')}" in fragments or (
+            kind == "azure" and prov.get("tenantID") == claims.get("tid")
+        ):
+            return bool(prov.get("disableCustomSANs", False))
+    return False
+
+
 def _save(resp: dict[str, Any], crt_file: Path) -> None:
     chain = resp.get("certChain") or [resp.get("crt"), resp.get("ca")]
     data = "".join(str(c) for c in chain if c).encode()
@@ -240,6 +255,9 @@ def certificate_command(
     ),
     x5c_key: Path | None = typer.Option(None, "--x5c-key", help="X5C: the key of --x5c-cert."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing files."),
+    metadata_url: str | None = typer.Option(
+        None, "--metadata-url", help="AWS/GCP/Azure: the instance metadata service's URL."
+    ),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -263,7 +281,9 @@ def certificate_command(
     with CAClient(url, root_path) as client:
         if token:
             assert claims is not None
-            if claims.get("sub") != subject:
+            # JWK/X5C tokens name the subject (cloud and OIDC tokens carry the instance or
+            # user id in `sub`, so there is nothing to compare).
+            if "sans" in claims and claims.get("sub") != subject:
                 raise CLIError(
                     f"token subject '{claims.get('sub')}' and argument '{subject}' do not match"
                 )
@@ -282,13 +302,21 @@ def certificate_command(
                 password_file,
                 None,
                 None,
-                options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
+                options={
+                    "x5c_cert": x5c_cert,
+                    "x5c_key": x5c_key,
+                    "metadata_url": metadata_url,
+                },
             )
             sans = sans or [subject]
         ui.selected("CA", url)
         token_claims = unverified_claims(ott)
         if "sans" not in token_claims and token_claims.get("email"):  # an OIDC ID token
             subject, sans = oidc_csr_names(token_claims, subject, list(san))
+        elif not san:  # step's default CSR names for an instance identity token
+            cloud = default_sans(ott, subject, _disables_custom_sans(client, token_claims))
+            if cloud is not None:
+                sans = cloud
         key = spec.generate()
         csr = make_csr(subject, sans, key)
         resp = client.sign(

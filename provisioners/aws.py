@@ -1,0 +1,319 @@
+"""The AWS provisioner: EC2 instance identity documents signed by AWS.
+
+The client (`step ca certificate` on the instance) reads the identity document and its
+PKCS #1 v1.5 SHA-256 signature from the instance metadata service and wraps both in an HS256
+JWT whose HMAC key is the raw signature. The CA checks the HMAC, then the signature of the
+document against the configured AWS certificates, then the document and the claims.
+
+ca.json (step-ca's fields, plus one Stepstone field):
+
+    {"type": "AWS", "name": "aws",
+     "accounts": ["123456789012"],          # allow-list of accountId (empty: any)
+     "disableCustomSANs": false,            # true: only the instance's private IP and DNS name
+     "disableTrustOnFirstUse": false,       # true: an instance may get more than one certificate
+     "imdsVersions": ["v2", "v1"],          # what the client tries, in order (client side)
+     "instanceAge": "1h",                   # refuse instances started longer ago (pendingTime)
+     "iidRoots": "/path/to/aws.pem",        # PEM file with the AWS signing certificates
+     "iidRootsPEM": "-----BEGIN CERTIFICATE-----..."}   # Stepstone: the same, inline
+
+`iidRoots` and `iidRootsPEM` may both be given; every certificate of either is trusted. With
+neither, the bundle `provisioners/aws_certificates.pem` is used when it is installed (step-ca
+embeds AWS's published certificates); without one the provisioner fails to initialise (listed
+as Uninitialized, its tokens get a 401).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from provisioners.audience import Method, matches
+from provisioners.base import (
+    Provisioner,
+    ProvisionerInitError,
+    SignOptions,
+    Token,
+    token_hash,
+)
+from provisioners.claims import Claims
+from provisioners.durations import parse_rfc3339
+from provisioners.errors import unauthorized
+from provisioners.extension import ProvisionerExtension, ProvisionerType
+from provisioners.iid import (
+    ALLOWED_COMMON_NAMES,
+    FOREVER,
+    bool_field,
+    check_times,
+    fragment_keys,
+    instance_age,
+    require_name,
+    routed_init_errors,
+    string_field,
+    string_list,
+    tofu_id,
+    with_fragment,
+)
+
+AWS_ISSUER = "ec2.amazonaws.com"
+IMDS_VERSIONS = ("v1", "v2")
+DEFAULT_IMDS_VERSIONS = ["v2", "v1"]
+#: Optional bundle of AWS's published instance identity certificates, used when the
+#: provisioner names none.
+BUNDLED_CERTIFICATES = Path(__file__).with_name("aws_certificates.pem")
+#: Stepstone's field for inline PEM certificates (step-ca only knows the `iidRoots` path).
+INLINE_ROOTS_FIELD = "iidRootsPEM"
+
+_HMAC_ALGS = ["HS256", "HS384", "HS512"]
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
+_REQUIRED_DOC_FIELDS = (
+    ("accountId", "accountId"),
+    ("instanceId", "instanceId"),
+    ("privateIp", "privateIp"),
+    ("region", "region"),
+)
+_PREFIX = "aws.authorizeToken"
+
+
+def parse_certificates(data: bytes, source: str) -> list[x509.Certificate]:
+    """Every `CERTIFICATE` block (without PEM headers) of `data`, as step-ca reads iidRoots."""
+    certs: list[x509.Certificate] = []
+    for match in _PEM_BLOCK.finditer(data):
+        if match.group(1) != b"CERTIFICATE" or b":" in match.group(2).split(b"\n", 1)[0]:
+            continue
+        try:
+            der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+            certs.append(x509.load_der_x509_certificate(der))
+        except (ValueError, binascii.Error):
+            raise ProvisionerInitError(
+                f"error parsing AWS IID certificate in {source}"
+            ) from None
+    return certs
+
+
+def load_iid_certificates(config: dict[str, Any], name: str) -> list[x509.Certificate]:
+    """The certificates an identity document signature must verify with."""
+    path = string_field(config, "iidRoots", "AWS", name)
+    inline = string_field(config, INLINE_ROOTS_FIELD, "AWS", name)
+    certs: list[x509.Certificate] = []
+    if path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ProvisionerInitError(f"error reading {path}: {exc.strerror}") from None
+        certs += parse_certificates(data, path)
+    if inline:
+        certs += parse_certificates(inline.encode("utf-8"), INLINE_ROOTS_FIELD)
+    if not path and not inline:
+        if not BUNDLED_CERTIFICATES.is_file():
+            raise ProvisionerInitError(
+                "no AWS instance identity certificates: set iidRoots (a PEM file) or "
+                f"{INLINE_ROOTS_FIELD} (inline PEM)"
+            )
+        certs += parse_certificates(BUNDLED_CERTIFICATES.read_bytes(), str(BUNDLED_CERTIFICATES))
+    if not certs:
+        raise ProvisionerInitError("error parsing AWS IID certificate: no certificates found")
+    return certs
+
+
+def private_dns_name(private_ip: str, region: str) -> str:
+    """EC2's internal host name: ip-10-0-0-1.us-east-1.compute.internal."""
+    return f"ip-{private_ip.replace('.', '-')}.{region}.compute.internal"
+
+
+def _b64_bytes(value: object, what: str) -> bytes:
+    """A Go `[]byte` JSON value: standard base64 with padding (line breaks ignored)."""
+    if not isinstance(value, str) or not value:
+        raise unauthorized(f"{_PREFIX}; error unmarshaling claims: amazon.{what} is missing")
+    try:
+        return base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise unauthorized(
+            f"{_PREFIX}; error unmarshaling claims: amazon.{what} is not base64"
+        ) from None
+
+
+class AWSProvisioner(Provisioner):
+    """step-ca's AWS provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
+
+    type_name = "AWS"
+
+    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+        super().__init__(config, claims)
+        require_name(self.name)
+        with routed_init_errors(fragment_keys(f"aws/{self.name}")):
+            self._load(config)
+
+    def _load(self, config: dict[str, Any]) -> None:
+        self.accounts = string_list(config, "accounts", "AWS", self.name)
+        self.disable_custom_sans = bool_field(config, "disableCustomSANs", "AWS", self.name)
+        self.disable_tofu = bool_field(config, "disableTrustOnFirstUse", "AWS", self.name)
+        self.instance_age = instance_age(config, "AWS", self.name)
+        versions = string_list(config, "imdsVersions", "AWS", self.name)
+        for version in versions:
+            if version not in IMDS_VERSIONS:
+                raise ProvisionerInitError(
+                    f"{version}: not a supported AWS Instance Metadata Service version"
+                )
+        self.imds_versions = list(versions) or list(DEFAULT_IMDS_VERSIONS)
+        self.certificates = load_iid_certificates(config, self.name)
+        self._jwt = jwt.PyJWT()
+
+    @property
+    def token_id_prefix(self) -> str:
+        """step-ca's GetIDForToken: the audience fragment that selects this provisioner."""
+        return f"aws/{self.name}"
+
+    @property
+    def id(self) -> str:
+        return self.token_id_prefix
+
+    @property
+    def lookup_keys(self) -> list[str]:
+        return fragment_keys(self.token_id_prefix)
+
+    def check_signature(self, document: bytes, signature: bytes) -> bool:
+        """Whether any configured certificate verifies the document (RSA PKCS #1 v1.5 SHA-256)."""
+        for cert in self.certificates:
+            key = cert.public_key()
+            if not isinstance(key, rsa.RSAPublicKey):
+                continue
+            try:
+                key.verify(signature, document, padding.PKCS1v15(), hashes.SHA256())
+                return True
+            except (InvalidSignature, ValueError):
+                continue
+        return False
+
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        if method is not Method.SIGN:
+            raise unauthorized("provisioner.AuthorizeRevoke not implemented")
+        claims, doc, expires = self._authorize_token(token, audiences)
+        account, instance = str(doc["accountId"]), str(doc["instanceId"])
+        private_ip, region = str(doc["privateIp"]), str(doc["region"])
+        subject = str(claims.get("sub") or "")
+        extension = None
+        if not self.claims.disable_smallstep_extensions:
+            extension = ProvisionerExtension(
+                int(ProvisionerType.AWS), self.name, account, ("InstanceID", instance)
+            )
+        if self.disable_tofu:
+            token_id, token_expires = token_hash(token.raw), expires
+        else:
+            token_id, token_expires = tofu_id(self.token_id_prefix, instance), FOREVER
+        common: dict[str, Any] = {
+            "provisioner_name": self.name,
+            "subject": subject,
+            "claims": self.claims,
+            "extension": extension,
+            "token_id": token_id,
+            "token_expires": token_expires,
+            "extra": {ALLOWED_COMMON_NAMES: (subject,)},
+        }
+        if self.disable_custom_sans:
+            # Names are the instance's own: CN the subject (or empty), SANs exactly its
+            # private DNS name and IP; the CSR may ask for no others.
+            return SignOptions(sans=(private_dns_name(private_ip, region), private_ip), **common)
+        # Trust on first use: the CSR's names are taken as they are.
+        return SignOptions(sans=(), names_from_csr=True, **common)
+
+    def _authorize_token(
+        self, token: Token, audiences: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any], datetime]:
+        """step-ca's AWS authorizeToken, in its order; returns (claims, document, exp)."""
+        alg = token.header.get("alg")
+        if alg not in _HMAC_ALGS:
+            raise unauthorized(f"{_PREFIX}; error verifying claims: unexpected algorithm {alg}")
+        amazon = token.claims.get("amazon")
+        if not isinstance(amazon, dict):
+            raise unauthorized(f"{_PREFIX}; error unmarshaling claims: amazon is missing")
+        signature = _b64_bytes(amazon.get("signature"), "signature")
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token.raw,
+                key=signature,
+                algorithms=[str(alg)],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise unauthorized(f"{_PREFIX}; error verifying claims: {exc}") from None
+        verified_amazon = claims.get("amazon")
+        assert isinstance(verified_amazon, dict)  # the same payload, now authenticated
+        document = _b64_bytes(verified_amazon.get("document"), "document")
+        if not self.check_signature(document, signature):
+            raise unauthorized(
+                f"{_PREFIX}; invalid aws token signature: "
+                "error validating identity document signature"
+            )
+        doc = _parse_document(document)
+        for key, label in _REQUIRED_DOC_FIELDS:
+            if not doc.get(key):
+                raise unauthorized(f"{_PREFIX}; aws identity document {label} cannot be empty")
+
+        now = datetime.now(UTC)
+        if claims.get("iss") != AWS_ISSUER:
+            raise unauthorized(f"{_PREFIX}; invalid aws token: invalid issuer claim (iss)")
+        expires = check_times(claims, f"{_PREFIX}; invalid aws token", now)
+        if not matches(claims.get("aud"), with_fragment(audiences, self.token_id_prefix)):
+            raise unauthorized(f"{_PREFIX}; invalid token - invalid audience claim (aud)")
+        subject = claims.get("sub")
+        if subject is not None and not isinstance(subject, str):
+            raise unauthorized(f"{_PREFIX}; invalid token - invalid subject claim (sub)")
+        if self.disable_custom_sans and subject not in (
+            doc["instanceId"],
+            doc["privateIp"],
+            private_dns_name(str(doc["privateIp"]), str(doc["region"])),
+        ):
+            raise unauthorized(f"{_PREFIX}; invalid token - invalid subject claim (sub)")
+        if self.accounts and doc["accountId"] not in self.accounts:
+            raise unauthorized(
+                f"{_PREFIX}; invalid aws identity document - accountId is not valid"
+            )
+        if self.instance_age is not None:
+            pending = doc.get("pendingTime")
+            started = pending if isinstance(pending, datetime) else datetime.min.replace(tzinfo=UTC)
+            if now - started > self.instance_age:
+                raise unauthorized(f"{_PREFIX}; aws identity document pendingTime is too old")
+        return claims, doc, expires
+
+
+def _parse_document(raw: bytes) -> dict[str, Any]:
+    """The identity document JSON with Go's typing: strings are strings, pendingTime a time."""
+    failure = f"{_PREFIX}; error unmarshaling aws identity document"
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise unauthorized(failure) from None
+    if not isinstance(doc, dict):
+        raise unauthorized(failure)
+    for key in ("accountId", "instanceId", "privateIp", "region", "availabilityZone"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise unauthorized(f"{failure}: {key} is not a string")
+    pending = doc.get("pendingTime")
+    if pending is not None:
+        if not isinstance(pending, str):
+            raise unauthorized(f"{failure}: pendingTime is not a time")
+        try:
+            doc["pendingTime"] = parse_rfc3339(pending)
+        except ValueError:
+            raise unauthorized(f"{failure}: pendingTime is not a time") from None
+    return doc
+

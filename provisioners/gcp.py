@@ -1,0 +1,227 @@
+"""The GCP provisioner: Google-signed instance identity tokens of Compute Engine VMs.
+
+The client asks the metadata server for an identity token (`format=full`) whose audience is
+the CA's sign URL with `#gcp/<name>`; Google signs it (RS256) with a key published in its
+JWKS. The CA verifies the signature with that JWKS, then the claims and the instance.
+
+ca.json (step-ca's fields, plus two Stepstone fields):
+
+    {"type": "GCP", "name": "gcp",
+     "serviceAccounts": ["1234567890", "sa@project.iam.gserviceaccount.com"],  # sub or email
+     "projectIDs": ["my-project"],          # allow-list (empty: any)
+     "disableCustomSANs": false,            # true: only <vm>.c.<project>.internal and
+                                            #       <vm>.<zone>.c.<project>.internal
+     "disableTrustOnFirstUse": false,       # true: an instance may get more than one certificate
+     "instanceAge": "1h",                   # refuse VMs created longer ago
+     "certsURL": "https://www.googleapis.com/oauth2/v3/certs",   # Stepstone: Google's JWKS
+     "issuer": "https://accounts.google.com"}                    # Stepstone: expected `iss`
+
+The JWKS is fetched when the CA starts (failure: the provisioner is Uninitialized, as in
+step-ca) and cached per its Cache-Control (provisioners.jwks). `organizationID` needs Google's
+Cloud Resource Manager API and credentials, which Stepstone does not use: a provisioner with
+it fails to initialise instead of silently allowing every project.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from provisioners.audience import Method, matches
+from provisioners.base import (
+    Provisioner,
+    ProvisionerInitError,
+    SignOptions,
+    Token,
+    token_hash,
+)
+from provisioners.claims import Claims
+from provisioners.errors import unauthorized
+from provisioners.extension import ProvisionerExtension, ProvisionerType
+from provisioners.iid import (
+    ALLOWED_COMMON_NAMES,
+    FOREVER,
+    bool_field,
+    check_times,
+    fragment_keys,
+    instance_age,
+    numeric_date,
+    require_name,
+    routed_init_errors,
+    string_field,
+    string_list,
+    tofu_id,
+    verify_with_jwks,
+    with_fragment,
+)
+from provisioners.jwks import FetchError, JWKSCache
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
+GOOGLE_ISSUER = "https://accounts.google.com"
+#: Stepstone fields: where Google's keys are, and the `iss` its tokens carry.
+CERTS_URL_FIELD = "certsURL"
+ISSUER_FIELD = "issuer"
+
+_PREFIX = "gcp.authorizeToken"
+_REQUIRED = ("instance_id", "instance_name", "project_id", "zone")
+
+
+def internal_dns_names(instance_name: str, zone: str, project_id: str) -> tuple[str, str]:
+    """Compute Engine's internal DNS names of a VM (global and zonal)."""
+    return (
+        f"{instance_name}.c.{project_id}.internal",
+        f"{instance_name}.{zone}.c.{project_id}.internal",
+    )
+
+
+class GCPProvisioner(Provisioner):
+    """step-ca's GCP provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
+
+    type_name = "GCP"
+
+    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+        super().__init__(config, claims)
+        require_name(self.name)
+        with routed_init_errors(fragment_keys(f"gcp/{self.name}")):
+            self._load(config)
+
+    def _load(self, config: dict[str, Any]) -> None:
+        self.service_accounts = string_list(config, "serviceAccounts", "GCP", self.name)
+        self.project_ids = string_list(config, "projectIDs", "GCP", self.name)
+        organization = string_field(config, "organizationID", "GCP", self.name)
+        self.disable_custom_sans = bool_field(config, "disableCustomSANs", "GCP", self.name)
+        self.disable_tofu = bool_field(config, "disableTrustOnFirstUse", "GCP", self.name)
+        for key in ("disableSSHCAUser", "disableSSHCAHost"):
+            bool_field(config, key, "GCP", self.name)
+        self.instance_age = instance_age(config, "GCP", self.name)
+        self.issuer = string_field(config, ISSUER_FIELD, "GCP", self.name) or GOOGLE_ISSUER
+        certs_url = string_field(config, CERTS_URL_FIELD, "GCP", self.name) or GOOGLE_CERTS_URL
+        if self.project_ids and organization:
+            raise ProvisionerInitError(
+                "provisioner cannot have both `projectIDs` and `organizationID` set"
+            )
+        if organization:
+            raise ProvisionerInitError(
+                "organizationID is not supported (it needs Google's Cloud Resource Manager "
+                "API); list the projects in projectIDs instead"
+            )
+        try:
+            self.keys = JWKSCache(certs_url)
+            self.keys.load()
+        except FetchError as exc:
+            raise ProvisionerInitError(str(exc)) from None
+
+    @property
+    def token_id_prefix(self) -> str:
+        """step-ca's GetIDForToken: the audience fragment that selects this provisioner."""
+        return f"gcp/{self.name}"
+
+    @property
+    def id(self) -> str:
+        return self.token_id_prefix
+
+    @property
+    def lookup_keys(self) -> list[str]:
+        return fragment_keys(self.token_id_prefix)
+
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        if method is not Method.SIGN:
+            raise unauthorized("provisioner.AuthorizeRevoke not implemented")
+        claims, engine, expires = self._authorize_token(token, audiences)
+        instance_id, instance_name = engine["instance_id"], engine["instance_name"]
+        extension = None
+        if not self.claims.disable_smallstep_extensions:
+            extension = ProvisionerExtension(
+                int(ProvisionerType.GCP),
+                self.name,
+                str(claims.get("sub") or ""),
+                ("InstanceID", instance_id, "InstanceName", instance_name),
+            )
+        if self.disable_tofu:
+            token_id, token_expires = token_hash(token.raw), expires
+        else:
+            token_id, token_expires = tofu_id(self.token_id_prefix, instance_id), FOREVER
+        common: dict[str, Any] = {
+            "provisioner_name": self.name,
+            "subject": instance_name,
+            "claims": self.claims,
+            "extension": extension,
+            "token_id": token_id,
+            "token_expires": token_expires,
+        }
+        if self.disable_custom_sans:
+            dns = internal_dns_names(instance_name, engine["zone"], engine["project_id"])
+            return SignOptions(
+                sans=dns,
+                extra={ALLOWED_COMMON_NAMES: (instance_name, instance_id, *dns)},
+                **common,
+            )
+        return SignOptions(sans=(), names_from_csr=True, **common)
+
+    def _authorize_token(
+        self, token: Token, audiences: list[str]
+    ) -> tuple[dict[str, Any], dict[str, str], datetime]:
+        """step-ca's GCP authorizeToken, in its order; returns (claims, compute_engine, exp)."""
+        kid = token.header.get("kid")
+        claims = verify_with_jwks(
+            self.keys,
+            token,
+            f"{_PREFIX}; failed to validate gcp token payload - cannot find key for kid {kid}",
+        )
+        now = datetime.now(UTC)
+        if claims.get("iss") != self.issuer:
+            raise unauthorized(f"{_PREFIX}; invalid gcp token payload: invalid issuer claim (iss)")
+        expires = check_times(claims, f"{_PREFIX}; invalid gcp token payload", now)
+        if not matches(claims.get("aud"), with_fragment(audiences, self.token_id_prefix)):
+            raise unauthorized(f"{_PREFIX}; invalid gcp token - invalid audience claim (aud)")
+        if self.service_accounts and not (
+            claims.get("sub") in self.service_accounts
+            or claims.get("email") in self.service_accounts
+        ):
+            raise unauthorized(f"{_PREFIX}; invalid gcp token - invalid subject claim")
+        engine, created = _compute_engine(claims)
+        if self.project_ids and engine.get("project_id") not in self.project_ids:
+            raise unauthorized(f"{_PREFIX}; invalid gcp token - invalid project id")
+        if self.instance_age is not None and (
+            created is None or now - created > self.instance_age
+        ):
+            raise unauthorized(
+                f"{_PREFIX}; token google.compute_engine.instance_creation_timestamp is too old"
+            )
+        for key in _REQUIRED:
+            if not engine.get(key):
+                raise unauthorized(
+                    f"{_PREFIX}; gcp token google.compute_engine.{key} cannot be empty"
+                )
+        return claims, engine, expires
+
+
+def _compute_engine(claims: dict[str, Any]) -> tuple[dict[str, str], datetime | None]:
+    """`google.compute_engine` typed like step-ca's struct: its string fields and the
+    instance creation time."""
+    failure = f"{_PREFIX}; invalid gcp token payload"
+    google = claims.get("google")
+    if google is None:
+        return {}, None
+    if not isinstance(google, dict):
+        raise unauthorized(f"{failure}: google is not an object")
+    engine = google.get("compute_engine")
+    if engine is None:
+        return {}, None
+    if not isinstance(engine, dict):
+        raise unauthorized(f"{failure}: google.compute_engine is not an object")
+    out: dict[str, str] = {}
+    for key in _REQUIRED:
+        value = engine.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise unauthorized(f"{failure}: google.compute_engine.{key} is not a string")
+        out[key] = value
+    raw_created = engine.get("instance_creation_timestamp")
+    created = numeric_date(raw_created)
+    if raw_created is not None and created is None:
+        raise unauthorized(
+            f"{failure}: google.compute_engine.instance_creation_timestamp is not a number"
+        )
+    return out, created
