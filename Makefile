@@ -34,8 +34,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Three workers: the end-to-end tests spend much of their time waiting on servers and
+# schedules; a file's tests stay on one worker so module fixtures start once.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The venv build needs swig/libpcsclite-dev (pyscard, for yubikey-manager): deps come first.
 $(STAMP): | system-deps
