@@ -15,6 +15,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -53,6 +54,29 @@ app = typer.Typer(
 )
 
 _FORMATS = ("text", "json", "pem")
+
+# The argument and options the commands that read a file or a remote server's chain share.
+_CrtFile = Annotated[
+    str,
+    typer.Argument(
+        metavar="CRT_FILE",
+        help="Certificate or CSR file (PEM or DER), '-' for standard input, or an "
+        "https://host[:port] URL.",
+        show_default=False,
+    ),
+]
+_RemoteRoots = Annotated[
+    str | None,
+    typer.Option(
+        "--roots",
+        help="Root certificate(s) used to verify a remote server: a file, a comma-separated "
+        "list of files or a directory.",
+    ),
+]
+_ServerName = Annotated[
+    str | None,
+    typer.Option("--servername", help="TLS Server Name Indication to send to a remote server."),
+]
 
 
 def read_input(name: str) -> bytes:
@@ -97,6 +121,16 @@ def load_remote(
         raise CLIError(f"failed to connect: tls: failed to parse certificate: {exc}") from None
 
 
+def load_target(
+    crt_file: str, servername: str | None, roots: str | None, insecure: bool
+) -> tuple[list[Certificate], CertificateRequest | None]:
+    """The chain a URL's server presents, or what `load_file` reads from a file."""
+    target = trim_url(crt_file)
+    if target is not None:
+        return load_remote(target, servername, roots, insecure), None
+    return load_file(crt_file)
+
+
 def render_certificates(certs: list[Certificate], fmt: str, short: bool) -> str:
     try:
         if fmt == "json":
@@ -124,13 +158,7 @@ def render_request(request: CertificateRequest, fmt: str, short: bool) -> str:
 
 @app.command("inspect")
 def inspect_command(
-    crt_file: str = typer.Argument(
-        "-",
-        metavar="CRT_FILE",
-        help="Certificate or CSR file (PEM or DER), '-' for standard input, or an "
-        "https://host[:port] URL.",
-        show_default=False,
-    ),
+    crt_file: _CrtFile = "-",
     short: bool = typer.Option(
         False, "--short", help="Print the details in a shorter and friendlier format."
     ),
@@ -142,15 +170,8 @@ def inspect_command(
         "--bundle",
         help="Print every certificate of the bundle or of the presented chain, in order.",
     ),
-    roots: str | None = typer.Option(
-        None,
-        "--roots",
-        help="Root certificate(s) used to verify a remote server: a file, a comma-separated "
-        "list of files or a directory.",
-    ),
-    servername: str | None = typer.Option(
-        None, "--servername", help="TLS Server Name Indication to send to a remote server."
-    ),
+    roots: _RemoteRoots = None,
+    servername: _ServerName = None,
     insecure: bool = typer.Option(
         False, "--insecure", help="Do not verify the remote server's certificate chain."
     ),
@@ -189,16 +210,11 @@ def inspect_command(
             )
         if short and fmt in ("json", "pem"):
             raise CLIError(f"flag '--short' is incompatible with '--format {fmt}'")
-        target = trim_url(crt_file)
-        if target is not None:
-            certs = load_remote(target, servername, roots, insecure)
-            output = render_certificates(certs if bundle else certs[:1], fmt, short)
+        certs, request = load_target(crt_file, servername, roots, insecure)
+        if request is not None:
+            output = render_request(request, fmt, short)
         else:
-            certs, request = load_file(crt_file)
-            if request is not None:
-                output = render_request(request, fmt, short)
-            else:
-                output = render_certificates(certs if bundle else certs[:1], fmt, short)
+            output = render_certificates(certs if bundle else certs[:1], fmt, short)
     except CLIError as exc:
         die(str(exc))
     typer.echo(output, nl=False)
@@ -224,13 +240,7 @@ def encode_fingerprint(digest: bytes, fmt: str) -> str:
 
 @app.command("fingerprint")
 def fingerprint_command(
-    crt_file: str = typer.Argument(
-        "-",
-        metavar="CRT_FILE",
-        help="Certificate or CSR file (PEM or DER), '-' for standard input, or an "
-        "https://host[:port] URL.",
-        show_default=False,
-    ),
+    crt_file: _CrtFile = "-",
     fmt: str = typer.Option(
         "hex",
         "--format",
@@ -243,15 +253,8 @@ def fingerprint_command(
     bundle: bool = typer.Option(
         False, "--bundle", help="Print the fingerprint of every certificate, numbered."
     ),
-    roots: str | None = typer.Option(
-        None,
-        "--roots",
-        help="Root certificate(s) used to verify a remote server: a file, a comma-separated "
-        "list of files or a directory.",
-    ),
-    servername: str | None = typer.Option(
-        None, "--servername", help="TLS Server Name Indication to send to a remote server."
-    ),
+    roots: _RemoteRoots = None,
+    servername: _ServerName = None,
     insecure: bool = typer.Option(
         False,
         "--insecure",
@@ -281,12 +284,8 @@ def fingerprint_command(
         if sha1 and not insecure:
             raise CLIError("flag '--sha' requires the '--insecure' flag")
         encode_fingerprint(b"", fmt)  # reject a bad --format before any I/O, as step does
-        target = trim_url(crt_file)
-        if target is not None:
-            raws = [c.raw for c in load_remote(target, servername, roots, insecure)]
-        else:
-            certs, request = load_file(crt_file)
-            raws = [c.raw for c in certs] if request is None else [request.raw]
+        certs, request = load_target(crt_file, servername, roots, insecure)
+        raws = [c.raw for c in certs] if request is None else [request.raw]
         if not bundle:
             raws = raws[:1]
         lines: list[str] = []
@@ -319,9 +318,7 @@ def verify_command(
         None, "--host", help="Check that the certificate is valid for this DNS name or IP."
     ),
     roots: str | None = typer.Option(None, "--roots", help=_ROOTS_HELP),
-    servername: str | None = typer.Option(
-        None, "--servername", help="TLS Server Name Indication to send to a remote server."
-    ),
+    servername: _ServerName = None,
     issuing_ca: str | None = typer.Option(
         None,
         "--issuing-ca",
@@ -414,15 +411,8 @@ def needs_renewal_command(
         'renewal when it expires within it). Units: "ns", "us" (or "\u00b5s"), "ms", "s", '
         '"m", "h".',
     ),
-    roots: str | None = typer.Option(
-        None,
-        "--roots",
-        help="Root certificate(s) used to verify a remote server: a file, a comma-separated "
-        "list of files or a directory.",
-    ),
-    servername: str | None = typer.Option(
-        None, "--servername", help="TLS Server Name Indication to send to a remote server."
-    ),
+    roots: _RemoteRoots = None,
+    servername: _ServerName = None,
     bundle: bool = typer.Option(
         False,
         "--bundle",

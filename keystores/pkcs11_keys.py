@@ -13,16 +13,22 @@ with the session, while these objects must keep working after the store reconnec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from pkcs11 import MGF, Mechanism
 
-from keystores import der
+from keystores.adapters import (
+    TokenEcPrivateKey,
+    TokenEd25519PrivateKey,
+    TokenRsaPrivateKey,
+    digest_info,
+    host_digest,
+)
 from keystores.base import KeyStoreError, PublicKey, SigningKey
 
 __all__ = [
@@ -77,37 +83,20 @@ class RawSigner(Protocol):
     ) -> bytes: ...
 
 
-def _no_export() -> NoReturn:
-    raise NonExtractableKeyError("the private key is in a PKCS#11 token and cannot be exported")
+class _Pkcs11Key:
+    """What the PKCS#11 key objects share: the store and key reference, PKCS#11 refusals."""
 
+    _store: RawSigner
+    ref: KeyRef
 
-def _digest(
-    data: bytes, algorithm: hashes.HashAlgorithm | Prehashed
-) -> tuple[bytes, hashes.HashAlgorithm]:
-    """Hash on the host, or accept a caller's prehashed digest after checking its length."""
-    if isinstance(algorithm, Prehashed):
-        if len(data) != algorithm.digest_size:
-            raise ValueError("the prehashed digest has the wrong length for its algorithm")
-        return data, algorithm._algorithm
-    h = hashes.Hash(algorithm)
-    h.update(data)
-    return h.finalize(), algorithm
+    def _export_error(self) -> Exception:
+        return NonExtractableKeyError(
+            "the private key is in a PKCS#11 token and cannot be exported"
+        )
 
+    def _refusal(self, message: str) -> Exception:
+        return UnsupportedAlgorithm(message)
 
-# DigestInfo algorithm OIDs for PKCS#1 v1.5 (RFC 8017 section 9.2, NIST hash OIDs).
-_HASH_OIDS: dict[str, str] = {
-    "sha1": "1.3.14.3.2.26",
-    "sha224": "2.16.840.1.101.3.4.2.4",
-    "sha256": "2.16.840.1.101.3.4.2.1",
-    "sha384": "2.16.840.1.101.3.4.2.2",
-    "sha512": "2.16.840.1.101.3.4.2.3",
-    "sha512-224": "2.16.840.1.101.3.4.2.5",
-    "sha512-256": "2.16.840.1.101.3.4.2.6",
-    "sha3-224": "2.16.840.1.101.3.4.2.7",
-    "sha3-256": "2.16.840.1.101.3.4.2.8",
-    "sha3-384": "2.16.840.1.101.3.4.2.9",
-    "sha3-512": "2.16.840.1.101.3.4.2.10",
-}
 
 # PSS parameters name the hash and MGF by mechanism constant (CK_RSA_PKCS_PSS_PARAMS).
 _PSS_HASHES: dict[str, tuple[Mechanism, MGF]] = {
@@ -119,34 +108,19 @@ _PSS_HASHES: dict[str, tuple[Mechanism, MGF]] = {
 }
 
 
-def digest_info(digest: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
-    """DER DigestInfo, the block CKM_RSA_PKCS pads and signs for PKCS#1 v1.5."""
-    oid = _HASH_OIDS.get(algorithm.name)
-    if oid is None:
-        raise UnsupportedAlgorithm(f"PKCS#1 v1.5 with {algorithm.name} is not supported")
-    return der.sequence(
-        der.sequence(der.object_identifier(oid), der.NULL), der.octet_string(digest)
-    )
-
-
-class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
+class Pkcs11EcPrivateKey(_Pkcs11Key, TokenEcPrivateKey):
     """An ECDSA key in a token: CKM_ECDSA over a host-computed digest, DER-encoded result."""
+
+    _ecdsa_only = "only ECDSA signatures are supported"
+    _no_deterministic = "a PKCS#11 token cannot do deterministic (RFC 6979) ECDSA"
 
     def __init__(self, store: RawSigner, ref: KeyRef, public: ec.EllipticCurvePublicKey) -> None:
         self._store = store
         self.ref = ref
         self._public = public
 
-    def sign(
-        self,
-        data: bytes | bytearray | memoryview,
-        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
-    ) -> bytes:
-        if not isinstance(signature_algorithm, ec.ECDSA):
-            raise UnsupportedAlgorithm("only ECDSA signatures are supported")
-        if signature_algorithm.deterministic_signing:
-            raise UnsupportedAlgorithm("a PKCS#11 token cannot do deterministic (RFC 6979) ECDSA")
-        digest, _ = _digest(bytes(data), signature_algorithm.algorithm)
+    def _sign_ecdsa(self, data: bytes, algorithm: hashes.HashAlgorithm | Prehashed) -> bytes:
+        digest, _ = host_digest(data, algorithm)
         # ECDSA uses the leftmost bits of a longer hash; tokens differ on truncating themselves.
         # (Exact for P-256/P-384; no hash is longer than P-521's 521 bits.)
         digest = digest[: (self.curve.key_size + 7) // 8]
@@ -158,42 +132,14 @@ class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
         s = int.from_bytes(raw[half:], "big")
         return encode_dss_signature(r, s)
 
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self._public.curve
-
-    @property
-    def key_size(self) -> int:
-        return self._public.curve.key_size
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public
-
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         raise UnsupportedAlgorithm("CA keys in a token are for signing only (no ECDH)")
-
-    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        _no_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
-
-    def __copy__(self) -> Pkcs11EcPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11EcPrivateKey:
-        return self
 
     def __repr__(self) -> str:
         return f"<Pkcs11EcPrivateKey {self.curve.name} {self.ref.describe()}>"
 
 
-class Pkcs11RsaPrivateKey(rsa.RSAPrivateKey):
+class Pkcs11RsaPrivateKey(_Pkcs11Key, TokenRsaPrivateKey):
     """An RSA key in a token: PKCS#1 v1.5 (CKM_RSA_PKCS over a DigestInfo) or PSS
     (CKM_RSA_PKCS_PSS over a digest), hashing on the host either way."""
 
@@ -214,7 +160,7 @@ class Pkcs11RsaPrivateKey(rsa.RSAPrivateKey):
             return self._store.sign_raw(self.ref, Mechanism.RSA_PKCS, bytes(data))
         if not isinstance(algorithm, hashes.HashAlgorithm | Prehashed):
             raise UnsupportedAlgorithm("unsupported RSA signature hash")
-        digest, hash_alg = _digest(bytes(data), algorithm)
+        digest, hash_alg = host_digest(bytes(data), algorithm)
         if isinstance(padding, _PKCS1v15):
             block = digest_info(digest, hash_alg)
             return self._store.sign_raw(self.ref, Mechanism.RSA_PKCS, block)
@@ -239,32 +185,8 @@ class Pkcs11RsaPrivateKey(rsa.RSAPrivateKey):
             return em_len - hash_alg.digest_size - 2
         raise ValueError("PSS salt length AUTO is only for verifying")
 
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public
-
     def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
         raise UnsupportedAlgorithm("CA keys in a token are for signing only (no decryption)")
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        _no_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
-
-    def __copy__(self) -> Pkcs11RsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11RsaPrivateKey:
-        return self
 
     def __repr__(self) -> str:
         return f"<Pkcs11RsaPrivateKey {self.key_size} {self.ref.describe()}>"
@@ -284,7 +206,7 @@ def _pss_hash(algorithm: hashes.HashAlgorithm, what: str) -> tuple[Mechanism, MG
     return found
 
 
-class Pkcs11Ed25519PrivateKey(ed25519.Ed25519PrivateKey):
+class Pkcs11Ed25519PrivateKey(_Pkcs11Key, TokenEd25519PrivateKey):
     """An Ed25519 key in a token: CKM_EDDSA over the whole message (PureEdDSA)."""
 
     def __init__(self, store: RawSigner, ref: KeyRef, public: ed25519.Ed25519PublicKey) -> None:
@@ -292,28 +214,8 @@ class Pkcs11Ed25519PrivateKey(ed25519.Ed25519PrivateKey):
         self.ref = ref
         self._public = public
 
-    def sign(self, data: bytes | bytearray | memoryview) -> bytes:
-        return self._store.sign_raw(self.ref, Mechanism.EDDSA, bytes(data))
-
-    def public_key(self) -> ed25519.Ed25519PublicKey:
-        return self._public
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
-
-    def private_bytes_raw(self) -> bytes:
-        _no_export()
-
-    def __copy__(self) -> Pkcs11Ed25519PrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11Ed25519PrivateKey:
-        return self
+    def _sign_eddsa(self, data: bytes) -> bytes:
+        return self._store.sign_raw(self.ref, Mechanism.EDDSA, data)
 
     def __repr__(self) -> str:
         return f"<Pkcs11Ed25519PrivateKey {self.ref.describe()}>"

@@ -12,15 +12,21 @@ still does for PSS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding, PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
-from cryptography.utils import Buffer
 from yubikit.piv import KEY_TYPE, PIN_POLICY, SLOT, TOUCH_POLICY
 
+from keystores.adapters import (
+    TokenEcPrivateKey,
+    TokenEd25519PrivateKey,
+    TokenRsaPrivateKey,
+    digest_info,
+    host_digest,
+)
 from keystores.base import KeyStoreError, PublicKey, SigningKey
 
 __all__ = [
@@ -33,16 +39,10 @@ __all__ = [
     "pkcs1v15_encode",
 ]
 
-# DER DigestInfo prefixes (RFC 8017 section 9.2, note 1).
-_DIGEST_INFO: dict[str, bytes] = {
-    "sha224": bytes.fromhex("302d300d06096086480165030402040500041c"),
-    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
-    "sha3-256": bytes.fromhex("3031300d060960864801650304020805000420"),
-    "sha3-384": bytes.fromhex("3041300d060960864801650304020905000430"),
-    "sha3-512": bytes.fromhex("3051300d060960864801650304020a05000440"),
-}
+# The hashes encoded here; others go through yubikit's own padding path.
+_DIGEST_INFO_HASHES = frozenset(
+    {"sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512"}
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,11 @@ class SlotOperations(Protocol):
     def slot_exchange(self, info: SlotInfo, peer: ec.EllipticCurvePublicKey) -> bytes: ...
 
 
-def _no_export() -> KeyStoreError:
-    return KeyStoreError("the private key stays on the YubiKey: it cannot be exported")
+def _slot_public(info: SlotInfo, kind: type[Any], name: str) -> Any:
+    """The slot's public key, after checking it is a `kind` (the caller's `_public` type)."""
+    if not isinstance(info.public_key, kind):
+        raise KeyStoreError(f"not an {name} key")
+    return info.public_key
 
 
 def pkcs1v15_encode(
@@ -89,94 +92,62 @@ def pkcs1v15_encode(
         t = message
     else:
         hash_algorithm = algorithm._algorithm if isinstance(algorithm, Prehashed) else algorithm
-        prefix = _DIGEST_INFO.get(hash_algorithm.name)
-        if prefix is None:
+        if hash_algorithm.name not in _DIGEST_INFO_HASHES:
             return None
-        if isinstance(algorithm, Prehashed):
-            digest = message
-            if len(digest) != hash_algorithm.digest_size:
-                raise ValueError("the prehashed digest has the wrong length for its algorithm")
-        else:
-            h = hashes.Hash(hash_algorithm)
-            h.update(message)
-            digest = h.finalize()
-        t = prefix + digest
+        digest, _ = host_digest(message, algorithm)
+        t = digest_info(digest, hash_algorithm)
     if len(t) + 11 > size:
         raise ValueError("the digest is too long for this RSA key")
     return b"\x00\x01" + b"\xff" * (size - len(t) - 3) + b"\x00" + t
 
 
-class YubiKeyECSigner(ec.EllipticCurvePrivateKey):
-    """An EC key (P-256, P-384) in a YubiKey slot."""
+class _SlotKey:
+    """What the YubiKey signers share: the store and slot, and YubiKey refusals."""
 
-    def __init__(self, card: SlotOperations, info: SlotInfo) -> None:
-        if not isinstance(info.public_key, ec.EllipticCurvePublicKey):
-            raise KeyStoreError("not an EC key")
-        self._card = card
-        self._info = info
-        self._public = info.public_key
+    _card: SlotOperations
+    _info: SlotInfo
 
     @property
     def slot(self) -> SLOT:
         return self._info.slot
 
-    def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
-        if not isinstance(signature_algorithm, ec.ECDSA):
-            raise KeyStoreError("a YubiKey EC key signs ECDSA only")
-        if signature_algorithm.deterministic_signing:
-            raise KeyStoreError("a YubiKey does not make deterministic ECDSA signatures")
-        return self._card.slot_sign(self._info, bytes(data), signature_algorithm.algorithm, None)
+    def _export_error(self) -> Exception:
+        return KeyStoreError("the private key stays on the YubiKey: it cannot be exported")
+
+    def _refusal(self, message: str) -> Exception:
+        return KeyStoreError(message)
+
+
+class YubiKeyECSigner(_SlotKey, TokenEcPrivateKey):
+    """An EC key (P-256, P-384) in a YubiKey slot."""
+
+    _ecdsa_only = "a YubiKey EC key signs ECDSA only"
+    _no_deterministic = "a YubiKey does not make deterministic ECDSA signatures"
+
+    def __init__(self, card: SlotOperations, info: SlotInfo) -> None:
+        self._public = _slot_public(info, ec.EllipticCurvePublicKey, "EC")
+        self._card = card
+        self._info = info
+
+    def _sign_ecdsa(self, data: bytes, algorithm: hashes.HashAlgorithm | Prehashed) -> bytes:
+        return self._card.slot_sign(self._info, data, algorithm, None)
 
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         if not isinstance(algorithm, ec.ECDH):
             raise KeyStoreError("a YubiKey EC key exchanges with ECDH only")
         return self._card.slot_exchange(self._info, peer_public_key)
 
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public
-
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self._public.curve
-
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        raise _no_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _no_export()
-
-    def __copy__(self) -> YubiKeyECSigner:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> YubiKeyECSigner:
-        return self
-
     def __repr__(self) -> str:
         return f"<YubiKeyECSigner slot={int(self.slot):02x} curve={self.curve.name}>"
 
 
-class YubiKeyRSASigner(rsa.RSAPrivateKey):
+class YubiKeyRSASigner(_SlotKey, TokenRsaPrivateKey):
     """An RSA key in a YubiKey slot."""
 
     def __init__(self, card: SlotOperations, info: SlotInfo) -> None:
-        if not isinstance(info.public_key, rsa.RSAPublicKey):
-            raise KeyStoreError("not an RSA key")
+        self._public = _slot_public(info, rsa.RSAPublicKey, "RSA")
         self._card = card
         self._info = info
-        self._public = info.public_key
-
-    @property
-    def slot(self) -> SLOT:
-        return self._info.slot
 
     def sign(
         self,
@@ -195,70 +166,20 @@ class YubiKeyRSASigner(rsa.RSAPrivateKey):
     def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
         return self._card.slot_decrypt(self._info, ciphertext, padding)
 
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public
-
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        raise _no_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _no_export()
-
-    def __copy__(self) -> YubiKeyRSASigner:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> YubiKeyRSASigner:
-        return self
-
     def __repr__(self) -> str:
         return f"<YubiKeyRSASigner slot={int(self.slot):02x} bits={self.key_size}>"
 
 
-class YubiKeyEd25519Signer(ed25519.Ed25519PrivateKey):
+class YubiKeyEd25519Signer(_SlotKey, TokenEd25519PrivateKey):
     """An Ed25519 key in a YubiKey slot (firmware 5.7 and later)."""
 
     def __init__(self, card: SlotOperations, info: SlotInfo) -> None:
-        if not isinstance(info.public_key, ed25519.Ed25519PublicKey):
-            raise KeyStoreError("not an Ed25519 key")
+        self._public = _slot_public(info, ed25519.Ed25519PublicKey, "Ed25519")
         self._card = card
         self._info = info
-        self._public = info.public_key
 
-    @property
-    def slot(self) -> SLOT:
-        return self._info.slot
-
-    def sign(self, data: Buffer) -> bytes:
-        return self._card.slot_sign(self._info, bytes(data), None, None)
-
-    def public_key(self) -> ed25519.Ed25519PublicKey:
-        return self._public
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _no_export()
-
-    def private_bytes_raw(self) -> bytes:
-        raise _no_export()
-
-    def __copy__(self) -> YubiKeyEd25519Signer:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> YubiKeyEd25519Signer:
-        return self
+    def _sign_eddsa(self, data: bytes) -> bytes:
+        return self._card.slot_sign(self._info, data, None, None)
 
     def __repr__(self) -> str:
         return f"<YubiKeyEd25519Signer slot={int(self.slot):02x}>"

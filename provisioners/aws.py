@@ -40,28 +40,21 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from provisioners.audience import Method, matches
 from provisioners.base import (
-    Provisioner,
     ProvisionerInitError,
     SignOptions,
     Token,
-    token_hash,
 )
-from provisioners.claims import Claims
 from provisioners.durations import parse_rfc3339
 from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
-    FOREVER,
+    FragmentIIDProvisioner,
     bool_field,
     check_times,
-    fragment_keys,
     instance_age,
-    require_name,
-    routed_init_errors,
     string_field,
     string_list,
-    tofu_id,
     with_fragment,
 )
 
@@ -145,16 +138,11 @@ def _b64_bytes(value: object, what: str) -> bytes:
         ) from None
 
 
-class AWSProvisioner(Provisioner):
+class AWSProvisioner(FragmentIIDProvisioner):
     """step-ca's AWS provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
 
     type_name = "AWS"
-
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
-        super().__init__(config, claims)
-        require_name(self.name)
-        with routed_init_errors(fragment_keys(f"aws/{self.name}")):
-            self._load(config)
+    fragment_type = "aws"
 
     def _load(self, config: dict[str, Any]) -> None:
         self.accounts = string_list(config, "accounts", "AWS", self.name)
@@ -170,19 +158,6 @@ class AWSProvisioner(Provisioner):
         self.imds_versions = list(versions) or list(DEFAULT_IMDS_VERSIONS)
         self.certificates = load_iid_certificates(config, self.name)
         self._jwt = jwt.PyJWT()
-
-    @property
-    def token_id_prefix(self) -> str:
-        """step-ca's GetIDForToken: the audience fragment that selects this provisioner."""
-        return f"aws/{self.name}"
-
-    @property
-    def id(self) -> str:
-        return self.token_id_prefix
-
-    @property
-    def lookup_keys(self) -> list[str]:
-        return fragment_keys(self.token_id_prefix)
 
     def check_signature(self, document: bytes, signature: bytes) -> bool:
         """Whether any configured certificate verifies the document (RSA PKCS #1 v1.5 SHA-256)."""
@@ -209,25 +184,23 @@ class AWSProvisioner(Provisioner):
             extension = ProvisionerExtension(
                 int(ProvisionerType.AWS), self.name, account, ("InstanceID", instance)
             )
-        if self.disable_tofu:
-            token_id, token_expires = token_hash(token.raw), expires
-        else:
-            token_id, token_expires = tofu_id(self.token_id_prefix, instance), FOREVER
         common: dict[str, Any] = {
-            "provisioner_name": self.name,
             "subject": subject,
-            "claims": self.claims,
             "extension": extension,
-            "token_id": token_id,
-            "token_expires": token_expires,
             "extra": {ALLOWED_COMMON_NAMES: (subject,)},
         }
         if self.disable_custom_sans:
             # Names are the instance's own: CN the subject (or empty), SANs exactly its
             # private DNS name and IP; the CSR may ask for no others.
-            return SignOptions(sans=(private_dns_name(private_ip, region), private_ip), **common)
+            return self.sign_options(
+                token,
+                instance,
+                expires,
+                sans=(private_dns_name(private_ip, region), private_ip),
+                **common,
+            )
         # Trust on first use: the CSR's names are taken as they are.
-        return SignOptions(sans=(), names_from_csr=True, **common)
+        return self.sign_options(token, instance, expires, sans=(), names_from_csr=True, **common)
 
     def _authorize_token(
         self, token: Token, audiences: list[str]

@@ -29,28 +29,21 @@ from typing import Any
 
 from provisioners.audience import Method, matches
 from provisioners.base import (
-    Provisioner,
     ProvisionerInitError,
     SignOptions,
     Token,
-    token_hash,
 )
-from provisioners.claims import Claims
 from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
-    FOREVER,
+    FragmentIIDProvisioner,
     bool_field,
     check_times,
-    fragment_keys,
     instance_age,
     numeric_date,
-    require_name,
-    routed_init_errors,
     string_field,
     string_list,
-    tofu_id,
     verify_with_jwks,
     with_fragment,
 )
@@ -74,16 +67,11 @@ def internal_dns_names(instance_name: str, zone: str, project_id: str) -> tuple[
     )
 
 
-class GCPProvisioner(Provisioner):
+class GCPProvisioner(FragmentIIDProvisioner):
     """step-ca's GCP provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
 
     type_name = "GCP"
-
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
-        super().__init__(config, claims)
-        require_name(self.name)
-        with routed_init_errors(fragment_keys(f"gcp/{self.name}")):
-            self._load(config)
+    fragment_type = "gcp"
 
     def _load(self, config: dict[str, Any]) -> None:
         self.service_accounts = string_list(config, "serviceAccounts", "GCP", self.name)
@@ -111,19 +99,6 @@ class GCPProvisioner(Provisioner):
         except FetchError as exc:
             raise ProvisionerInitError(str(exc)) from None
 
-    @property
-    def token_id_prefix(self) -> str:
-        """step-ca's GetIDForToken: the audience fragment that selects this provisioner."""
-        return f"gcp/{self.name}"
-
-    @property
-    def id(self) -> str:
-        return self.token_id_prefix
-
-    @property
-    def lookup_keys(self) -> list[str]:
-        return fragment_keys(self.token_id_prefix)
-
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         if method is not Method.SIGN:
             raise unauthorized("provisioner.AuthorizeRevoke not implemented")
@@ -137,26 +112,20 @@ class GCPProvisioner(Provisioner):
                 str(claims.get("sub") or ""),
                 ("InstanceID", instance_id, "InstanceName", instance_name),
             )
-        if self.disable_tofu:
-            token_id, token_expires = token_hash(token.raw), expires
-        else:
-            token_id, token_expires = tofu_id(self.token_id_prefix, instance_id), FOREVER
-        common: dict[str, Any] = {
-            "provisioner_name": self.name,
-            "subject": instance_name,
-            "claims": self.claims,
-            "extension": extension,
-            "token_id": token_id,
-            "token_expires": token_expires,
-        }
+        common: dict[str, Any] = {"subject": instance_name, "extension": extension}
         if self.disable_custom_sans:
             dns = internal_dns_names(instance_name, engine["zone"], engine["project_id"])
-            return SignOptions(
+            return self.sign_options(
+                token,
+                instance_id,
+                expires,
                 sans=dns,
                 extra={ALLOWED_COMMON_NAMES: (instance_name, instance_id, *dns)},
                 **common,
             )
-        return SignOptions(sans=(), names_from_csr=True, **common)
+        return self.sign_options(
+            token, instance_id, expires, sans=(), names_from_csr=True, **common
+        )
 
     def _authorize_token(
         self, token: Token, audiences: list[str]

@@ -13,15 +13,24 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import jwt
 from jwt.types import Options
 
-from provisioners.base import ProvisionerConfigError, ProvisionerInitError, Token
+from provisioners.base import (
+    Provisioner,
+    ProvisionerConfigError,
+    ProvisionerInitError,
+    SignOptions,
+    Token,
+    token_hash,
+)
+from provisioners.claims import Claims
 from provisioners.durations import parse_duration
 from provisioners.errors import unauthorized
+from provisioners.extension import ProvisionerExtension
 from provisioners.jwks import JWKSCache
 
 #: step-ca validates exp/nbf/iat of identity tokens with one minute of leeway.
@@ -142,6 +151,67 @@ def routed_init_errors(lookup_keys: list[str]) -> Iterator[None]:
 def require_name(provisioner_name: str) -> None:
     if not provisioner_name:
         raise ProvisionerConfigError("provisioner name cannot be empty")
+
+
+class FragmentIIDProvisioner(Provisioner):
+    """An instance-identity provisioner addressed by the audience fragment `<type>/<name>`
+    (AWS, GCP), with one certificate per instance unless `disableTrustOnFirstUse`.
+
+    Subclasses set `fragment_type`, read their ca.json fields in `_load` (setting at least
+    `disable_tofu`), and build their SignOptions with `sign_options`.
+    """
+
+    #: The `<type>` of the fragment: "aws", "gcp".
+    fragment_type: ClassVar[str] = ""
+    disable_tofu: bool
+
+    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+        super().__init__(config, claims)
+        require_name(self.name)
+        with routed_init_errors(fragment_keys(self.token_id_prefix)):
+            self._load(config)
+
+    def _load(self, config: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @property
+    def token_id_prefix(self) -> str:
+        """step-ca's GetIDForToken: the audience fragment that selects this provisioner."""
+        return f"{self.fragment_type}/{self.name}"
+
+    @property
+    def id(self) -> str:
+        return self.token_id_prefix
+
+    @property
+    def lookup_keys(self) -> list[str]:
+        return fragment_keys(self.token_id_prefix)
+
+    def sign_options(
+        self,
+        token: Token,
+        instance_id: str,
+        expires: datetime,
+        *,
+        subject: str,
+        extension: ProvisionerExtension | None,
+        **options: Any,
+    ) -> SignOptions:
+        """SignOptions with the token id: the token's hash (until `expires`) when trust on
+        first use is disabled, else the instance's trust-on-first-use id (forever)."""
+        if self.disable_tofu:
+            token_id, token_expires = token_hash(token.raw), expires
+        else:
+            token_id, token_expires = tofu_id(self.token_id_prefix, instance_id), FOREVER
+        return SignOptions(
+            provisioner_name=self.name,
+            subject=subject,
+            claims=self.claims,
+            extension=extension,
+            token_id=token_id,
+            token_expires=token_expires,
+            **options,
+        )
 
 
 # --------------------------------------------------------------------------------------------

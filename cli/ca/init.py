@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from appliance.ceremony import CeremonyError, key_store_error, redact_uri
-from appliance.pki import InitRequest, complete_init, init_csr, init_pki, pending_path
+from appliance.pki import InitRequest, InitResult, complete_init, init_csr, init_pki, pending_path
 from cli.ca import ui
 from cli.common import CLIError, prompt_password, read_password_file, step_path
 from keystores import KeyStoreError
@@ -37,6 +39,35 @@ def _split_dns(values: list[str]) -> list[str]:
     return seen
 
 
+@contextmanager
+def _key_store_errors() -> Iterator[None]:
+    """Key store, ceremony and file errors as `step ca init: ...` CLI errors."""
+    try:
+        yield
+    except (KeyStoreError, CeremonyError, OSError) as exc:
+        raise CLIError(f"step ca init: {key_store_error(exc)}") from None
+
+
+def _progress(text: str) -> None:
+    typer.echo(text, err=True, nl=False)
+
+
+def _report(res: InitResult, root_key: str | None = None) -> None:
+    """What a finished init wrote (`root_key`: the root key's line, when there is one)."""
+    ui.note("")
+    ui.selected("Root certificate", str(res.root_cert))
+    if root_key is not None:
+        ui.selected("Root private key", root_key)
+    ui.selected("Root fingerprint", res.root_fingerprint)
+    ui.selected("Intermediate certificate", str(res.intermediate_cert))
+    ui.selected("Intermediate private key", redact_uri(res.intermediate_key))
+    ui.selected("Database folder", str(res.db_dir))
+    ui.selected("Default configuration", str(res.defaults))
+    ui.selected("Certificate Authority configuration", str(res.ca_config))
+    ui.selected("Ceremony record", str(res.record))
+    ui.note(FEEDBACK)
+
+
 def _complete(
     base: Path,
     intermediate_crt: Path,
@@ -56,27 +87,9 @@ def _complete(
         raise CLIError("'--intermediate-crt' requires '--root ROOT.crt'")
     password = read_password_file(password_file) if password_file else None
     ui.note("")
-    try:
-        res = complete_init(
-            base,
-            intermediate_crt,
-            root,
-            password,
-            record,
-            progress=lambda text: typer.echo(text, err=True, nl=False),
-        )
-    except (KeyStoreError, CeremonyError, OSError) as exc:
-        raise CLIError(f"step ca init: {key_store_error(exc)}") from None
-    ui.note("")
-    ui.selected("Root certificate", str(res.root_cert))
-    ui.selected("Root fingerprint", res.root_fingerprint)
-    ui.selected("Intermediate certificate", str(res.intermediate_cert))
-    ui.selected("Intermediate private key", redact_uri(res.intermediate_key))
-    ui.selected("Database folder", str(res.db_dir))
-    ui.selected("Default configuration", str(res.defaults))
-    ui.selected("Certificate Authority configuration", str(res.ca_config))
-    ui.selected("Ceremony record", str(res.record))
-    ui.note(FEEDBACK)
+    with _key_store_errors():
+        res = complete_init(base, intermediate_crt, root, password, record, progress=_progress)
+    _report(res)
 
 
 def init_command(
@@ -255,13 +268,10 @@ def init_command(
         root_password=root_password,
         record=record,
     )
-    progress = lambda text: typer.echo(text, err=True, nl=False)  # noqa: E731
     ui.note("")
     if intermediate_csr is not None:
-        try:
-            csr = init_csr(request, intermediate_csr, progress=progress)
-        except (KeyStoreError, CeremonyError, OSError) as exc:
-            raise CLIError(f"step ca init: {key_store_error(exc)}") from None
+        with _key_store_errors():
+            csr = init_csr(request, intermediate_csr, progress=_progress)
         ui.note("")
         ui.selected("Intermediate private key", redact_uri(csr.intermediate_key))
         ui.selected("Intermediate public key SHA-256", csr.public_key_sha256)
@@ -273,21 +283,9 @@ def init_command(
             "then run 'step ca init --intermediate-crt FILE --root ROOT.crt'."
         )
         return
-    try:
-        res = init_pki(request, progress=progress)
-    except (KeyStoreError, CeremonyError, OSError) as exc:
-        raise CLIError(f"step ca init: {key_store_error(exc)}") from None
-    ui.note("")
-    ui.selected("Root certificate", str(res.root_cert))
-    if res.root_key is not None:
-        ui.selected("Root private key", res.root_key)
-    else:
-        ui.selected("Root private key", f"{redact_uri(str(root_kms))} (not kept in ca.json)")
-    ui.selected("Root fingerprint", res.root_fingerprint)
-    ui.selected("Intermediate certificate", str(res.intermediate_cert))
-    ui.selected("Intermediate private key", redact_uri(res.intermediate_key))
-    ui.selected("Database folder", str(res.db_dir))
-    ui.selected("Default configuration", str(res.defaults))
-    ui.selected("Certificate Authority configuration", str(res.ca_config))
-    ui.selected("Ceremony record", str(res.record))
-    ui.note(FEEDBACK)
+    with _key_store_errors():
+        res = init_pki(request, progress=_progress)
+    root_key = res.root_key
+    if root_key is None:
+        root_key = f"{redact_uri(str(root_kms))} (not kept in ca.json)"
+    _report(res, root_key)

@@ -14,7 +14,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
@@ -540,6 +540,68 @@ def _run(action: Any) -> EditResult:
 
 _DUR = "(Go duration, e.g. 5m, 24h)"
 
+# The options `add` and `update` share (the others differ in their help).
+_PasswordFile = Annotated[
+    Path | None,
+    typer.Option("--password-file", help="JWK: the password that encrypts the private key."),
+]
+_X509MinDur = Annotated[str | None, typer.Option("--x509-min-dur", help=f"Minimum {_DUR}.")]
+_X509MaxDur = Annotated[str | None, typer.Option("--x509-max-dur", help=f"Maximum {_DUR}.")]
+_X509DefaultDur = Annotated[str | None, typer.Option("--x509-default-dur", help=f"Default {_DUR}.")]
+_DisableRenewal = Annotated[
+    bool | None, typer.Option("--disable-renewal/--no-disable-renewal", help="Refuse renewals.")
+]
+_AllowRenewalAfterExpiry = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-renewal-after-expiry/--no-allow-renewal-after-expiry",
+        help="Renew expired certificates.",
+    ),
+]
+_DisableSmallstepExtensions = Annotated[
+    bool | None,
+    typer.Option(
+        "--disable-smallstep-extensions/--no-disable-smallstep-extensions",
+        help="Leave the provisioner extension out of certificates.",
+    ),
+]
+_ClientId = Annotated[str | None, typer.Option("--client-id", help="OIDC: the client ID.")]
+_ClientSecret = Annotated[str | None, typer.Option("--client-secret", help="OIDC: the secret.")]
+_ConfigurationEndpoint = Annotated[
+    str | None, typer.Option("--configuration-endpoint", help="OIDC: the discovery URL.")
+]
+_ListenAddress = Annotated[
+    str | None, typer.Option("--listen-address", help="OIDC: host:port of the loopback redirect.")
+]
+_TenantId = Annotated[str | None, typer.Option("--tenant-id", help="OIDC: the tenant ID.")]
+_AzureTenant = Annotated[str | None, typer.Option("--azure-tenant", help="Azure: tenant ID.")]
+_AzureAudience = Annotated[str | None, typer.Option("--azure-audience", help="Azure: audience.")]
+_IidRoots = Annotated[
+    Path | None,
+    typer.Option("--iid-roots", help="AWS: PEM file with the instance identity certificates."),
+]
+_DisableCustomSans = Annotated[
+    bool | None,
+    typer.Option(
+        "--disable-custom-sans/--no-disable-custom-sans",
+        help="Cloud: only the instance's own names.",
+    ),
+]
+_DisableTrustOnFirstUse = Annotated[
+    bool | None,
+    typer.Option(
+        "--disable-trust-on-first-use/--no-disable-trust-on-first-use",
+        "--disable-tofu/--no-disable-tofu",
+        help="Cloud: allow more than one certificate per instance.",
+    ),
+]
+_CaConfig = Annotated[Path | None, typer.Option("--ca-config", help=CA_CONFIG_HELP)]
+
+
+def _flags(options: dict[str, Any]) -> Flags:
+    """The Flags of a command's options, by name (those the command lacks stay unset)."""
+    return Flags(**{f.name: options[f.name] for f in fields(Flags) if f.name in options})
+
 
 def add_command(
     name: str = typer.Argument(..., help="The name of the new provisioner."),
@@ -551,46 +613,28 @@ def add_command(
     private_key: str | None = typer.Option(
         None, "--private-key", help="JWK: the private key (JWE, or a JWK to encrypt)."
     ),
-    password_file: Path | None = typer.Option(
-        None, "--password-file", help="JWK: the password that encrypts the private key."
-    ),
-    x509_min_dur: str | None = typer.Option(None, "--x509-min-dur", help=f"Minimum {_DUR}."),
-    x509_max_dur: str | None = typer.Option(None, "--x509-max-dur", help=f"Maximum {_DUR}."),
-    x509_default_dur: str | None = typer.Option(
-        None, "--x509-default-dur", help=f"Default {_DUR}."
-    ),
-    disable_renewal: bool | None = typer.Option(
-        None, "--disable-renewal/--no-disable-renewal", help="Refuse renewals."
-    ),
-    allow_renewal_after_expiry: bool | None = typer.Option(
-        None,
-        "--allow-renewal-after-expiry/--no-allow-renewal-after-expiry",
-        help="Renew expired certificates.",
-    ),
-    disable_smallstep_extensions: bool | None = typer.Option(
-        None,
-        "--disable-smallstep-extensions/--no-disable-smallstep-extensions",
-        help="Leave the provisioner extension out of certificates.",
-    ),
+    password_file: _PasswordFile = None,
+    x509_min_dur: _X509MinDur = None,
+    x509_max_dur: _X509MaxDur = None,
+    x509_default_dur: _X509DefaultDur = None,
+    disable_renewal: _DisableRenewal = None,
+    allow_renewal_after_expiry: _AllowRenewalAfterExpiry = None,
+    disable_smallstep_extensions: _DisableSmallstepExtensions = None,
     x5c_roots: Path | None = typer.Option(None, "--x5c-roots", help="X5C: the root bundle."),
-    client_id: str | None = typer.Option(None, "--client-id", help="OIDC: the client ID."),
-    client_secret: str | None = typer.Option(None, "--client-secret", help="OIDC: the secret."),
-    configuration_endpoint: str | None = typer.Option(
-        None, "--configuration-endpoint", help="OIDC: the discovery URL."
-    ),
-    listen_address: str | None = typer.Option(
-        None, "--listen-address", help="OIDC: host:port of the loopback redirect."
-    ),
+    client_id: _ClientId = None,
+    client_secret: _ClientSecret = None,
+    configuration_endpoint: _ConfigurationEndpoint = None,
+    listen_address: _ListenAddress = None,
     admin: list[str] = typer.Option([], "--admin", help="OIDC: an admin email (repeatable)."),
     domain: list[str] = typer.Option([], "--domain", help="OIDC: an allowed domain."),
     group: list[str] = typer.Option([], "--group", help="OIDC: an allowed group."),
-    tenant_id: str | None = typer.Option(None, "--tenant-id", help="OIDC: the tenant ID."),
+    tenant_id: _TenantId = None,
     aws_account: list[str] = typer.Option([], "--aws-account", help="AWS: an account ID."),
     gcp_service_account: list[str] = typer.Option(
         [], "--gcp-service-account", help="GCP: a service account."
     ),
     gcp_project: list[str] = typer.Option([], "--gcp-project", help="GCP: a project ID."),
-    azure_tenant: str | None = typer.Option(None, "--azure-tenant", help="Azure: tenant ID."),
+    azure_tenant: _AzureTenant = None,
     azure_resource_group: list[str] = typer.Option(
         [], "--azure-resource-group", help="Azure: a resource group."
     ),
@@ -598,25 +642,14 @@ def add_command(
         [], "--azure-subscription-id", help="Azure: a subscription ID."
     ),
     azure_object_id: list[str] = typer.Option([], "--azure-object-id", help="Azure: object ID."),
-    azure_audience: str | None = typer.Option(None, "--azure-audience", help="Azure: audience."),
+    azure_audience: _AzureAudience = None,
     instance_age: str | None = typer.Option(
         None, "--instance-age", help="AWS/GCP: maximum instance age."
     ),
-    iid_roots: Path | None = typer.Option(
-        None, "--iid-roots", help="AWS: PEM file with the instance identity certificates."
-    ),
-    disable_custom_sans: bool | None = typer.Option(
-        None,
-        "--disable-custom-sans/--no-disable-custom-sans",
-        help="Cloud: only the instance's own names.",
-    ),
-    disable_trust_on_first_use: bool | None = typer.Option(
-        None,
-        "--disable-trust-on-first-use/--no-disable-trust-on-first-use",
-        "--disable-tofu/--no-disable-tofu",
-        help="Cloud: allow more than one certificate per instance.",
-    ),
-    ca_config: Path | None = typer.Option(None, "--ca-config", help=CA_CONFIG_HELP),
+    iid_roots: _IidRoots = None,
+    disable_custom_sans: _DisableCustomSans = None,
+    disable_trust_on_first_use: _DisableTrustOnFirstUse = None,
+    ca_config: _CaConfig = None,
 ) -> None:
     """Add a provisioner to the CA configuration (ca.json).
 
@@ -638,39 +671,7 @@ def add_command(
       $ step ca provisioner add Amazon --type AWS --aws-account 123456789 \\
           --disable-custom-sans --disable-trust-on-first-use
     """
-    flags = Flags(
-        create=create,
-        public_key=public_key,
-        private_key=private_key,
-        password_file=password_file,
-        x509_min_dur=x509_min_dur,
-        x509_max_dur=x509_max_dur,
-        x509_default_dur=x509_default_dur,
-        disable_renewal=disable_renewal,
-        allow_renewal_after_expiry=allow_renewal_after_expiry,
-        disable_smallstep_extensions=disable_smallstep_extensions,
-        x5c_roots=x5c_roots,
-        client_id=client_id,
-        client_secret=client_secret,
-        configuration_endpoint=configuration_endpoint,
-        listen_address=listen_address,
-        tenant_id=tenant_id,
-        admin=admin,
-        domain=domain,
-        group=group,
-        aws_account=aws_account,
-        gcp_service_account=gcp_service_account,
-        gcp_project=gcp_project,
-        azure_tenant=azure_tenant,
-        azure_audience=azure_audience,
-        azure_resource_group=azure_resource_group,
-        azure_subscription_id=azure_subscription_id,
-        azure_object_id=azure_object_id,
-        instance_age=instance_age,
-        iid_roots=iid_roots,
-        disable_custom_sans=disable_custom_sans,
-        disable_trust_on_first_use=disable_trust_on_first_use,
-    )
+    flags = _flags(locals())  # first: the options, and nothing else yet
     if private_key == "":
         raise CLIError("flag '--private-key' cannot be empty")
     path = _config_path(ca_config)
@@ -685,43 +686,25 @@ def update_command(
     private_key: str | None = typer.Option(
         None, "--private-key", help="JWK: new private key ('' removes the stored one)."
     ),
-    password_file: Path | None = typer.Option(
-        None, "--password-file", help="JWK: the password that encrypts the private key."
-    ),
-    x509_min_dur: str | None = typer.Option(None, "--x509-min-dur", help=f"Minimum {_DUR}."),
-    x509_max_dur: str | None = typer.Option(None, "--x509-max-dur", help=f"Maximum {_DUR}."),
-    x509_default_dur: str | None = typer.Option(
-        None, "--x509-default-dur", help=f"Default {_DUR}."
-    ),
-    disable_renewal: bool | None = typer.Option(
-        None, "--disable-renewal/--no-disable-renewal", help="Refuse renewals."
-    ),
-    allow_renewal_after_expiry: bool | None = typer.Option(
-        None,
-        "--allow-renewal-after-expiry/--no-allow-renewal-after-expiry",
-        help="Renew expired certificates.",
-    ),
-    disable_smallstep_extensions: bool | None = typer.Option(
-        None,
-        "--disable-smallstep-extensions/--no-disable-smallstep-extensions",
-        help="Leave the provisioner extension out of certificates.",
-    ),
+    password_file: _PasswordFile = None,
+    x509_min_dur: _X509MinDur = None,
+    x509_max_dur: _X509MaxDur = None,
+    x509_default_dur: _X509DefaultDur = None,
+    disable_renewal: _DisableRenewal = None,
+    allow_renewal_after_expiry: _AllowRenewalAfterExpiry = None,
+    disable_smallstep_extensions: _DisableSmallstepExtensions = None,
     x5c_roots: Path | None = typer.Option(None, "--x5c-roots", help="X5C: new root bundle."),
-    client_id: str | None = typer.Option(None, "--client-id", help="OIDC: the client ID."),
-    client_secret: str | None = typer.Option(None, "--client-secret", help="OIDC: the secret."),
-    configuration_endpoint: str | None = typer.Option(
-        None, "--configuration-endpoint", help="OIDC: the discovery URL."
-    ),
-    listen_address: str | None = typer.Option(
-        None, "--listen-address", help="OIDC: host:port of the loopback redirect."
-    ),
+    client_id: _ClientId = None,
+    client_secret: _ClientSecret = None,
+    configuration_endpoint: _ConfigurationEndpoint = None,
+    listen_address: _ListenAddress = None,
     admin: list[str] = typer.Option([], "--admin", help="OIDC: add an admin."),
     remove_admin: list[str] = typer.Option([], "--remove-admin", help="OIDC: drop an admin."),
     domain: list[str] = typer.Option([], "--domain", help="OIDC: add a domain."),
     remove_domain: list[str] = typer.Option([], "--remove-domain", help="OIDC: drop a domain."),
     group: list[str] = typer.Option([], "--group", help="OIDC: add a group."),
     remove_group: list[str] = typer.Option([], "--remove-group", help="OIDC: drop a group."),
-    tenant_id: str | None = typer.Option(None, "--tenant-id", help="OIDC: the tenant ID."),
+    tenant_id: _TenantId = None,
     aws_account: list[str] = typer.Option([], "--aws-account", help="AWS: add an account."),
     remove_aws_account: list[str] = typer.Option(
         [], "--remove-aws-account", help="AWS: drop an account."
@@ -736,7 +719,7 @@ def update_command(
     remove_gcp_project: list[str] = typer.Option(
         [], "--remove-gcp-project", help="GCP: drop a project."
     ),
-    azure_tenant: str | None = typer.Option(None, "--azure-tenant", help="Azure: tenant ID."),
+    azure_tenant: _AzureTenant = None,
     azure_resource_group: list[str] = typer.Option(
         [], "--azure-resource-group", help="Azure: add a resource group."
     ),
@@ -753,25 +736,14 @@ def update_command(
     remove_azure_object_id: list[str] = typer.Option(
         [], "--remove-azure-object-id", help="Azure: drop an object ID."
     ),
-    azure_audience: str | None = typer.Option(None, "--azure-audience", help="Azure: audience."),
+    azure_audience: _AzureAudience = None,
     instance_age: str | None = typer.Option(
         None, "--instance-age", help="AWS/GCP: maximum instance age ('' removes it)."
     ),
-    iid_roots: Path | None = typer.Option(
-        None, "--iid-roots", help="AWS: PEM file with the instance identity certificates."
-    ),
-    disable_custom_sans: bool | None = typer.Option(
-        None,
-        "--disable-custom-sans/--no-disable-custom-sans",
-        help="Cloud: only the instance's own names.",
-    ),
-    disable_trust_on_first_use: bool | None = typer.Option(
-        None,
-        "--disable-trust-on-first-use/--no-disable-trust-on-first-use",
-        "--disable-tofu/--no-disable-tofu",
-        help="Cloud: allow more than one certificate per instance.",
-    ),
-    ca_config: Path | None = typer.Option(None, "--ca-config", help=CA_CONFIG_HELP),
+    iid_roots: _IidRoots = None,
+    disable_custom_sans: _DisableCustomSans = None,
+    disable_trust_on_first_use: _DisableTrustOnFirstUse = None,
+    ca_config: _CaConfig = None,
 ) -> None:
     """Change a provisioner in the CA configuration (ca.json).
 
@@ -790,48 +762,7 @@ def update_command(
 
       $ step ca provisioner update cicd --no-disable-renewal
     """
-    flags = Flags(
-        create=create,
-        public_key=public_key,
-        private_key=private_key,
-        password_file=password_file,
-        x509_min_dur=x509_min_dur,
-        x509_max_dur=x509_max_dur,
-        x509_default_dur=x509_default_dur,
-        disable_renewal=disable_renewal,
-        allow_renewal_after_expiry=allow_renewal_after_expiry,
-        disable_smallstep_extensions=disable_smallstep_extensions,
-        x5c_roots=x5c_roots,
-        client_id=client_id,
-        client_secret=client_secret,
-        configuration_endpoint=configuration_endpoint,
-        listen_address=listen_address,
-        tenant_id=tenant_id,
-        admin=admin,
-        domain=domain,
-        group=group,
-        remove_admin=remove_admin,
-        remove_domain=remove_domain,
-        remove_group=remove_group,
-        aws_account=aws_account,
-        remove_aws_account=remove_aws_account,
-        gcp_service_account=gcp_service_account,
-        remove_gcp_service_account=remove_gcp_service_account,
-        gcp_project=gcp_project,
-        remove_gcp_project=remove_gcp_project,
-        azure_tenant=azure_tenant,
-        azure_audience=azure_audience,
-        azure_resource_group=azure_resource_group,
-        remove_azure_resource_group=remove_azure_resource_group,
-        azure_subscription_id=azure_subscription_id,
-        remove_azure_subscription_id=remove_azure_subscription_id,
-        azure_object_id=azure_object_id,
-        remove_azure_object_id=remove_azure_object_id,
-        instance_age=instance_age,
-        iid_roots=iid_roots,
-        disable_custom_sans=disable_custom_sans,
-        disable_trust_on_first_use=disable_trust_on_first_use,
-    )
+    flags = _flags(locals())  # first: the options, and nothing else yet
     path = _config_path(ca_config)
     # Files are read and passwords asked for before the locked edit, on a copy of the entry;
     # the edit then swaps it in if nobody changed the entry meanwhile.
@@ -854,7 +785,7 @@ def update_command(
 
 def remove_command(
     name: str = typer.Argument(..., help="The name of the provisioner to remove."),
-    ca_config: Path | None = typer.Option(None, "--ca-config", help=CA_CONFIG_HELP),
+    ca_config: _CaConfig = None,
 ) -> None:
     """Remove a provisioner from the CA configuration (ca.json).
 

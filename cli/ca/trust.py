@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from cryptography import x509
@@ -20,6 +21,14 @@ from keystores import write_atomic
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."
 FINGERPRINT_HELP = "The fingerprint (SHA-256 of the DER) of the targeted root certificate."
+
+# The options the download and query commands share.
+_CAUrl = Annotated[str | None, typer.Option("--ca-url", help=CA_URL_HELP)]
+_Root = Annotated[str | None, typer.Option("--root", help=ROOT_HELP)]
+_Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")]
+_BundleFile = Annotated[
+    Path | None, typer.Argument(help="Where to write the bundle (default: stdout).")
+]
 
 
 def _pem(certs: list[x509.Certificate]) -> bytes:
@@ -77,9 +86,9 @@ def root_command(
     root_file: Path | None = typer.Argument(
         None, help="Where to write the root (default: stdout)."
     ),
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
+    ca_url: _CAUrl = None,
     fingerprint: str | None = typer.Option(None, "--fingerprint", help=FINGERPRINT_HELP),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    force: _Force = False,
 ) -> None:
     """Download the root certificate by its fingerprint (GET /root/{sha}).
 
@@ -109,13 +118,25 @@ def _write_or_print(
     ui.note(message.format(path))
 
 
+def _download_bundle(
+    endpoint: str,
+    ca_url: str | None,
+    root: str | None,
+    path: Path | None,
+    force: bool,
+    message: str,
+) -> None:
+    """GET a certificate bundle (`/roots`, `/federation`) trusting --root; write or print it."""
+    with CAClient(require_ca_url(ca_url), require_root(root)) as client:
+        certs = client.cert_list(endpoint)
+    _write_or_print(path, certs, force, message)
+
+
 def roots_command(
-    roots_file: Path | None = typer.Argument(
-        None, help="Where to write the bundle (default: stdout)."
-    ),
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
-    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    roots_file: _BundleFile = None,
+    ca_url: _CAUrl = None,
+    root: _Root = None,
+    force: _Force = False,
 ) -> None:
     """Download the CA's current root certificates (GET /roots), trusting --root.
 
@@ -125,18 +146,15 @@ def roots_command(
 
       $ step ca roots
     """
-    with CAClient(require_ca_url(ca_url), require_root(root)) as client:
-        certs = client.cert_list("/roots")
-    _write_or_print(roots_file, certs, force, "The root certificate bundle has been saved in {}.")
+    message = "The root certificate bundle has been saved in {}."
+    _download_bundle("/roots", ca_url, root, roots_file, force, message)
 
 
 def federation_command(
-    federation_file: Path | None = typer.Argument(
-        None, help="Where to write the bundle (default: stdout)."
-    ),
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
-    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    federation_file: _BundleFile = None,
+    ca_url: _CAUrl = None,
+    root: _Root = None,
+    force: _Force = False,
 ) -> None:
     """Download the CA's roots and the roots of the CAs it federates with (GET /federation).
 
@@ -146,16 +164,13 @@ def federation_command(
 
       $ step ca federation --ca-url https://ca.internal:9000 --root root_ca.crt
     """
-    with CAClient(require_ca_url(ca_url), require_root(root)) as client:
-        certs = client.cert_list("/federation")
-    _write_or_print(
-        federation_file, certs, force, "The federation certificate bundle has been saved in {}."
-    )
+    message = "The federation certificate bundle has been saved in {}."
+    _download_bundle("/federation", ca_url, root, federation_file, force, message)
 
 
 def health_command(
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
-    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+    ca_url: _CAUrl = None,
+    root: _Root = None,
 ) -> None:
     """Check that the CA is up: prints `ok`.
 
@@ -168,8 +183,8 @@ def health_command(
 
 
 def provisioner_list_command(
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
-    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
+    ca_url: _CAUrl = None,
+    root: _Root = None,
 ) -> None:
     """List the CA's provisioners as JSON (all pages).
 
