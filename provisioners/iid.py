@@ -10,6 +10,7 @@ verification of a JWT against a cached JWKS (Google's, Microsoft's, or a test se
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -171,8 +172,9 @@ class FragmentIIDProvisioner(Provisioner):
         with routed_init_errors(fragment_keys(self.token_id_prefix)):
             self._load(config)
 
+    @abstractmethod
     def _load(self, config: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Read and check the type-specific configuration (certificates, allow-lists)."""
 
     @property
     def token_id_prefix(self) -> str:

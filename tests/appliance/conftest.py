@@ -23,8 +23,9 @@ from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from appliance.profiles import SubjectAltNames
 from provisioners.jose import decrypt_jwk, key_from_jwk
+from tests.fixtures import STEP_CA_TESTDATA
 
-TESTDATA = Path("/work/shared/reference/step-ca-testdata")
+TESTDATA = STEP_CA_TESTDATA
 PASSWORD = b"ca-password"
 PROV_PASSWORD = b"provisioner-password"
 

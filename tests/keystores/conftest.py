@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from keystores.file import FileKeyStore
+from tests.fixtures import STEP_CA_TESTDATA
 
 PASSWORD = b"correct horse battery staple"
-STEP_TESTDATA = Path("/work/shared/reference/step-ca-testdata")
+STEP_TESTDATA = STEP_CA_TESTDATA
 OPENSSL = "/usr/bin/openssl"
-
-needs_openssl = pytest.mark.skipif(shutil.which(OPENSSL) is None, reason="needs /usr/bin/openssl")
-needs_step_testdata = pytest.mark.skipif(
-    not STEP_TESTDATA.is_dir(), reason="needs step-ca's testdata in /work/shared/reference"
-)
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from keystores import KeySpec, WrongPasswordError
 from keystores.file import FileKeyStore
 
-from .conftest import OPENSSL, PASSWORD, needs_openssl
-
-pytestmark = needs_openssl
+from .conftest import OPENSSL, PASSWORD
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:

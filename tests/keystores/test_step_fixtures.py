@@ -12,9 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from keystores import WrongPasswordError, open_keystore
 
-from .conftest import STEP_TESTDATA, needs_step_testdata
-
-pytestmark = needs_step_testdata
+from .conftest import STEP_TESTDATA
 
 SECRETS = STEP_TESTDATA / "secrets"
 

@@ -28,7 +28,7 @@ from yubikit.piv import (
 
 from tests.piv_emulator import FileBackedPiv, VirtualPiv, new_card_state
 
-from .conftest import OPENSSL, needs_openssl
+from .conftest import OPENSSL
 
 MESSAGE = b"attested by an emulated YubiKey"
 
@@ -393,7 +393,6 @@ def test_imported_or_missing_keys_are_not_attested(piv: PivSession) -> None:
     assert sw_of(exc) == SW.INCORRECT_PARAMETERS
 
 
-@needs_openssl
 def test_openssl_verifies_the_attestation(
     card: VirtualPiv, piv: PivSession, tmp_path: Path
 ) -> None:

@@ -39,7 +39,6 @@ from keystores.yubikey import (
 )
 from tests.piv_emulator import ENV_STATE, FileBackedPiv, VirtualPiv, new_card_state
 
-from .conftest import needs_openssl
 from .test_yubikey_helpers import (
     ADMIN,
     Cards,
@@ -138,7 +137,6 @@ SPECS = {
 }
 
 
-@needs_openssl
 @pytest.mark.parametrize("kind", list(SPECS))
 def test_chain_signed_in_the_card_passes_openssl_strict(
     card: VirtualPiv, kind: str, tmp_path: Path

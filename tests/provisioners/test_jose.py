@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,9 @@ from provisioners.jose import (
     public_jwk,
     thumbprint,
 )
+from tests.fixtures import STEP_CA_TESTDATA
 
-TESTDATA = Path("/work/shared/reference/step-ca-testdata")
+TESTDATA = STEP_CA_TESTDATA
 FAST = 1000  # the minimum p2c: keeps round-trip tests quick
 PASSWORDS = {
     "max": b"pass",
@@ -43,8 +43,6 @@ PASSWORDS = {
 
 def _provisioners() -> list[dict[str, Any]]:
     path = TESTDATA / "ca.json"
-    if not path.exists():
-        pytest.skip("step-ca test data not available")
     provs: list[dict[str, Any]] = json.loads(path.read_text())["authority"]["provisioners"]
     return provs
 
@@ -284,8 +282,6 @@ def test_fixture_wrong_password() -> None:
 
 def test_decrypts_flattened_json_fixture() -> None:
     path = TESTDATA / "secrets" / "step_cli_key_priv.jwk"
-    if not path.exists():
-        pytest.skip("step-ca test data not available")
     jwk = decrypt_jwk(path.read_text(), "pass")
     public = json.loads((TESTDATA / "secrets" / "step_cli_key_pub.jwk").read_text())
     assert {k: v for k, v in jwk.items() if k != "d"} == public
