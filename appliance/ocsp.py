@@ -18,6 +18,7 @@ from appliance.crl import REASONS
 from appliance.db.repository import Repository
 from appliance.profiles import hash_for
 from keystores import SigningKey
+from keystores.der import read_tlv
 
 # How long a response may be cached by relying parties.
 RESPONSE_VALIDITY = timedelta(hours=1)
@@ -42,23 +43,12 @@ def _issuer_hashes(
     return name.finalize(), key.finalize()
 
 
-def _read_tlv(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the DER element at `offset`."""
-    tag = data[offset]
-    length = data[offset + 1]
-    pos = offset + 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    return tag, pos, pos + length
-
-
 def _subject_public_key_bits(spki: bytes) -> bytes:
-    _, start, _ = _read_tlv(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
-    _, _, alg_end = _read_tlv(spki, start)  # AlgorithmIdentifier
-    _, bits_start, bits_end = _read_tlv(spki, alg_end)  # BIT STRING
-    return spki[bits_start + 1 : bits_end]  # skip the unused-bits byte
+    """The contents of subjectPublicKey (what an OCSP CertID's key hash covers)."""
+    _, info, _ = read_tlv(spki)  # SubjectPublicKeyInfo SEQUENCE
+    _, _, after_alg = read_tlv(info)  # AlgorithmIdentifier
+    _, bits, _ = read_tlv(info, after_alg)  # BIT STRING
+    return bits[1:]  # skip the unused-bits byte
 
 
 class OCSPResponder:
@@ -77,6 +67,8 @@ class OCSPResponder:
         self.signer = signer
         self.repository = repository
         self.delegate = delegate
+        # The issuer's CertID hashes, per hash algorithm, computed once.
+        self._issuer_ids = {name: _issuer_hashes(issuer, cls()) for name, cls in _HASHES.items()}
 
     def respond(self, request_der: bytes) -> bytes:
         """The DER OCSP response to a DER OCSP request (never raises on bad input)."""
@@ -88,7 +80,7 @@ class OCSPResponder:
         hash_cls = _HASHES.get(algorithm.name)
         if hash_cls is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-        name_hash, key_hash = _issuer_hashes(self.issuer, hash_cls())
+        name_hash, key_hash = self._issuer_ids[algorithm.name]
         if (request.issuer_name_hash, request.issuer_key_hash) != (name_hash, key_hash):
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         serial = request.serial_number

@@ -79,23 +79,36 @@ def object_identifier(dotted: str) -> bytes:
 
 
 def read_tlv(data: bytes, offset: int = 0) -> tuple[int, bytes, int]:
-    """Read one element at `offset`: (tag, value, offset after it). Single-byte tags only."""
+    """Read one DER element at `offset`: (tag, value, offset after it).
+
+    Strict DER: single-byte tags, definite and minimally encoded lengths, nothing past the
+    end of `data`. Every DER reader in the project goes through this one.
+    """
     if offset + 2 > len(data):
-        raise DERError("truncated element")
+        raise DERError("DER: truncated element")
     tag = data[offset]
+    if tag & 0x1F == 0x1F:
+        raise DERError("DER: multi-byte tags are not supported")
     first = data[offset + 1]
     pos = offset + 2
     if first < 0x80:
         length = first
     else:
         count = first & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise DERError("unsupported or truncated length")
-        length = int.from_bytes(data[pos : pos + count], "big")
+        if count == 0:
+            raise DERError("DER: indefinite length is not allowed")
+        if count > 8 or pos + count > len(data):
+            raise DERError("DER: truncated or oversized length")
+        raw = data[pos : pos + count]
+        if raw[0] == 0:
+            raise DERError("DER: length is not minimally encoded")
+        length = int.from_bytes(raw, "big")
+        if length < 0x80:
+            raise DERError("DER: length is not minimally encoded")
         pos += count
     end = pos + length
     if end > len(data):
-        raise DERError("element runs past the end of its data")
+        raise DERError("DER: element runs past the end of its data")
     return tag, data[pos:end], end
 
 

@@ -13,6 +13,8 @@ from enum import IntEnum
 
 from cryptography import x509
 
+from keystores.der import read_tlv, tlv
+
 PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
 #: step-ca marks the extension non-critical; add it to builders with this flag.
 CRITICAL = False
@@ -47,67 +49,23 @@ class ProvisionerType(IntEnum):
 
 
 # --------------------------------------------------------------------------------------------
-# minimal DER
-
-
-def _encode_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _encode_length(len(body)) + body
+# minimal DER (element reading and framing come from keystores.der)
 
 
 def _encode_integer(value: int) -> bytes:
     """Minimal two's-complement INTEGER, as DER requires."""
     length = max(1, (value + (value < 0)).bit_length() // 8 + 1)
-    return _tlv(_TAG_INTEGER, value.to_bytes(length, "big", signed=True))
+    return tlv(_TAG_INTEGER, value.to_bytes(length, "big", signed=True))
 
 
 def _encode_string(value: str) -> bytes:
     """PrintableString when every character allows it, else UTF8String (Go's choice)."""
     tag = _TAG_PRINTABLE_STRING if set(value) <= _PRINTABLE else _TAG_UTF8_STRING
-    return _tlv(tag, value.encode("utf-8"))
-
-
-def _read_tlv(data: bytes, offset: int) -> tuple[int, bytes, int]:
-    """(tag, body, offset after the element); only definite, minimal lengths (DER)."""
-    if offset >= len(data):
-        raise ValueError("DER: unexpected end of data")
-    tag = data[offset]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("DER: multi-byte tags are not supported")
-    offset += 1
-    if offset >= len(data):
-        raise ValueError("DER: missing length")
-    first = data[offset]
-    offset += 1
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0:
-            raise ValueError("DER: indefinite length is not allowed")
-        if count > 8 or offset + count > len(data):
-            raise ValueError("DER: truncated or oversized length")
-        raw = data[offset : offset + count]
-        offset += count
-        if raw[0] == 0:
-            raise ValueError("DER: length is not minimally encoded")
-        length = int.from_bytes(raw, "big")
-        if length < 0x80:
-            raise ValueError("DER: length is not minimally encoded")
-    end = offset + length
-    if end > len(data):
-        raise ValueError("DER: element is longer than the data")
-    return tag, data[offset:end], end
+    return tlv(tag, value.encode("utf-8"))
 
 
 def _expect(data: bytes, offset: int, tag: int, what: str) -> tuple[bytes, int]:
-    got, body, offset = _read_tlv(data, offset)
+    got, body, offset = read_tlv(data, offset)
     if got != tag:
         raise ValueError(f"DER: expected {what} (tag 0x{tag:02x}), got tag 0x{got:02x}")
     return body, offset
@@ -176,12 +134,12 @@ class ProvisionerExtension:
         """Go `asn1.Marshal` of step's extensionASN1 struct; empty pairs are omitted."""
         body = (
             _encode_integer(self.type)
-            + _tlv(_TAG_OCTET_STRING, self.name.encode("utf-8"))
-            + _tlv(_TAG_OCTET_STRING, self.credential_id.encode("utf-8"))
+            + tlv(_TAG_OCTET_STRING, self.name.encode("utf-8"))
+            + tlv(_TAG_OCTET_STRING, self.credential_id.encode("utf-8"))
         )
         if self.key_value_pairs:
-            body += _tlv(_TAG_SEQUENCE, b"".join(_encode_string(s) for s in self.key_value_pairs))
-        return _tlv(_TAG_SEQUENCE, body)
+            body += tlv(_TAG_SEQUENCE, b"".join(_encode_string(s) for s in self.key_value_pairs))
+        return tlv(_TAG_SEQUENCE, body)
 
     @classmethod
     def from_der(cls, data: bytes) -> ProvisionerExtension:
@@ -198,7 +156,7 @@ class ProvisionerExtension:
             kv, off = _expect(seq, off, _TAG_SEQUENCE, "SEQUENCE keyValuePairs")
             inner = 0
             while inner < len(kv):
-                tag, body, inner = _read_tlv(kv, inner)
+                tag, body, inner = read_tlv(kv, inner)
                 pairs.append(_decode_string(tag, body))
         if off != len(seq):
             raise ValueError("DER: unexpected data after the extension fields")
