@@ -42,9 +42,9 @@ from tests.cloud_metadata import (
     sign_audience,
 )
 from tests.e2e.harness import csr_pem, load_chain, make_csr
+from tests.provisioners.iid_helpers import SIGN, authorize, refused
 
 CA_URL = f"https://{CA_DNS}:9000"
-SIGN = audiences([CA_DNS, "127.0.0.1"], Method.SIGN)
 AUD = sign_audience(CA_DNS, "aws/aws")
 
 
@@ -71,17 +71,6 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> AWSProvisioner:
     return AWSProvisioner(config(server, **fields), Claims())
-
-
-def authorize(prov: AWSProvisioner, token: str) -> Any:
-    return prov.authorize(parse_token(token), Method.SIGN, SIGN)
-
-
-def refused(prov: AWSProvisioner, token: str) -> CAError:
-    with pytest.raises(CAError) as err:
-        authorize(prov, token)
-    assert err.value.status == 401
-    return err.value
 
 
 def tofu(instance: str, name: str = "aws") -> str:
@@ -312,8 +301,9 @@ def test_smallstep_extension_can_be_disabled(server: CloudMetadataServer) -> Non
 # --- configuration ---------------------------------------------------------------------------
 
 
-def test_config_errors(server: CloudMetadataServer, tmp_path: Path,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_errors(
+    server: CloudMetadataServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ProvisionerConfigError):
         provisioner(server, accounts="123")
     with pytest.raises(ProvisionerConfigError):
@@ -347,9 +337,7 @@ def test_iid_roots_file_and_inline_together(server: CloudMetadataServer, tmp_pat
 
 
 def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> None:
-    reg = ProvisionerRegistry(
-        [config(server), config(server, name="other")], Claims()
-    )
+    reg = ProvisionerRegistry([config(server), config(server, name="other")], Claims())
     token = parse_token(server.aws.token(AUD))
     found = reg.for_token(token, SIGN)
     assert found.name == "aws"
@@ -367,8 +355,7 @@ def test_init_failure_disables_only_this_provisioner(server: CloudMetadataServer
 # --- through the CA core ---------------------------------------------------------------------
 
 
-def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path,
-                                tmp_path: Path) -> None:
+def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path, tmp_path: Path) -> None:
     auth = make_authority(pki_dir, tmp_path, [config(server)])
     try:
         token = aws_identity_token(server.url, config(server), "web.internal", CA_URL)
@@ -396,8 +383,9 @@ def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path,
         auth.repository.engine.dispose()
 
 
-def test_sign_without_trust_on_first_use(server: CloudMetadataServer, pki_dir: Path,
-                                         tmp_path: Path) -> None:
+def test_sign_without_trust_on_first_use(
+    server: CloudMetadataServer, pki_dir: Path, tmp_path: Path
+) -> None:
     cfg = config(server, disableTrustOnFirstUse=True)
     auth = make_authority(pki_dir, tmp_path, [cfg])
     try:
@@ -412,8 +400,9 @@ def test_sign_without_trust_on_first_use(server: CloudMetadataServer, pki_dir: P
         auth.repository.engine.dispose()
 
 
-def test_sign_with_disable_custom_sans(server: CloudMetadataServer, pki_dir: Path,
-                                       tmp_path: Path) -> None:
+def test_sign_with_disable_custom_sans(
+    server: CloudMetadataServer, pki_dir: Path, tmp_path: Path
+) -> None:
     cfg = config(server, disableCustomSANs=True)
     auth = make_authority(pki_dir, tmp_path, [cfg])
     dns = private_dns_name("10.0.1.23", "us-east-1")

@@ -34,8 +34,7 @@ from tests.cloud_metadata import (
     rsa_key,
 )
 from tests.e2e.harness import csr_pem, make_csr
-
-SIGN = audiences([CA_DNS, "127.0.0.1"], Method.SIGN)
+from tests.provisioners.iid_helpers import SIGN, authorize, refused
 
 
 @pytest.fixture
@@ -62,17 +61,6 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> AzureProvisioner:
     return AzureProvisioner(config(server, **fields), Claims())
-
-
-def authorize(prov: AzureProvisioner, token: str) -> Any:
-    return prov.authorize(parse_token(token), Method.SIGN, SIGN)
-
-
-def refused(prov: AzureProvisioner, token: str) -> CAError:
-    with pytest.raises(CAError) as err:
-        authorize(prov, token)
-    assert err.value.status == 401
-    return err.value
 
 
 # --- the client flow -------------------------------------------------------------------------
@@ -129,8 +117,9 @@ def test_registry_finds_it_by_tenant(server: CloudMetadataServer) -> None:
     reg = ProvisionerRegistry([config(server)], Claims())
     assert reg.for_token(parse_token(server.azure.token()), SIGN).name == "azure"
     with pytest.raises(CAError) as err:  # another tenant's token finds no provisioner
-        reg.for_token(parse_token(server.azure.token(tid="11111111-2222-3333-4444-555555555555")),
-                      SIGN)
+        reg.for_token(
+            parse_token(server.azure.token(tid="11111111-2222-3333-4444-555555555555")), SIGN
+        )
     assert err.value.status == 401
 
 
@@ -149,8 +138,9 @@ def test_wrong_resource_group(server: CloudMetadataServer) -> None:
 def test_wrong_subscription(server: CloudMetadataServer) -> None:
     token = server.azure.token()
     assert authorize(provisioner(server, subscriptionIDs=[server.azure.subscription]), token)
-    err = refused(provisioner(server, subscriptionIDs=["00000000-0000-0000-0000-000000000000"]),
-                  token)
+    err = refused(
+        provisioner(server, subscriptionIDs=["00000000-0000-0000-0000-000000000000"]), token
+    )
     assert "invalid subscription id" in err.reason
 
 
@@ -178,8 +168,10 @@ def test_wrong_issuer(server: CloudMetadataServer) -> None:
 def test_expired_and_not_yet_valid(server: CloudMetadataServer) -> None:
     prov = provisioner(server)
     now = int(time.time())
-    assert "expired" in refused(prov, server.azure.token(iat=now - 7200, nbf=now - 7200,
-                                                         exp=now - 3600)).reason
+    assert (
+        "expired"
+        in refused(prov, server.azure.token(iat=now - 7200, nbf=now - 7200, exp=now - 3600)).reason
+    )
     refused(prov, server.azure.token(nbf=now + 600))
     refused(prov, server.azure.token(exp=None))
 
@@ -265,8 +257,7 @@ def test_jwks_and_issuer_without_discovery(server: CloudMetadataServer) -> None:
 # --- through the CA core ---------------------------------------------------------------------
 
 
-def test_sign_once_per_identity(server: CloudMetadataServer, pki_dir: Path,
-                                tmp_path: Path) -> None:
+def test_sign_once_per_identity(server: CloudMetadataServer, pki_dir: Path, tmp_path: Path) -> None:
     auth = make_authority(pki_dir, tmp_path, [config(server)])
     try:
         csr = csr_pem(make_csr("web-vm-1", ["web-vm-1", "web.example"]))
@@ -284,10 +275,12 @@ def test_sign_once_per_identity(server: CloudMetadataServer, pki_dir: Path,
         auth.repository.engine.dispose()
 
 
-def test_sign_reusing_a_token_without_tofu(server: CloudMetadataServer, pki_dir: Path,
-                                           tmp_path: Path) -> None:
-    auth = make_authority(pki_dir, tmp_path, [config(server, disableTrustOnFirstUse=True,
-                                                     disableCustomSANs=True)])
+def test_sign_reusing_a_token_without_tofu(
+    server: CloudMetadataServer, pki_dir: Path, tmp_path: Path
+) -> None:
+    auth = make_authority(
+        pki_dir, tmp_path, [config(server, disableTrustOnFirstUse=True, disableCustomSANs=True)]
+    )
     try:
         token = azure_identity_token(server.url)
         for _ in range(2):

@@ -34,9 +34,9 @@ from tests.cloud_metadata import (
     sign_audience,
 )
 from tests.e2e.harness import csr_pem, make_csr
+from tests.provisioners.iid_helpers import SIGN, authorize, refused
 
 CA_URL = f"https://{CA_DNS}:9000"
-SIGN = audiences([CA_DNS, "127.0.0.1"], Method.SIGN)
 AUD = sign_audience(CA_DNS, "gcp/gcp")
 INSTANCE_ID = "5712345678901234567"
 
@@ -60,17 +60,6 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> GCPProvisioner:
     return GCPProvisioner(config(server, **fields), Claims())
-
-
-def authorize(prov: GCPProvisioner, token: str) -> Any:
-    return prov.authorize(parse_token(token), Method.SIGN, SIGN)
-
-
-def refused(prov: GCPProvisioner, token: str) -> CAError:
-    with pytest.raises(CAError) as err:
-        authorize(prov, token)
-    assert err.value.status == 401
-    return err.value
 
 
 def tofu(instance: str = INSTANCE_ID, name: str = "gcp") -> str:
@@ -149,8 +138,7 @@ def test_instance_too_old(server: CloudMetadataServer) -> None:
 def test_expired_and_not_yet_valid(server: CloudMetadataServer) -> None:
     prov = provisioner(server)
     now = int(time.time())
-    assert "expired" in refused(prov, server.gcp.token(AUD, iat=now - 7200,
-                                                       exp=now - 3600)).reason
+    assert "expired" in refused(prov, server.gcp.token(AUD, iat=now - 7200, exp=now - 3600)).reason
     assert authorize(prov, server.gcp.token(AUD, iat=now - 3600, exp=now - 30))  # leeway
     refused(prov, server.gcp.token(AUD, nbf=now + 600))
     refused(prov, server.gcp.token(AUD, iat=now + 600))
@@ -260,8 +248,7 @@ def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> 
 # --- through the CA core ---------------------------------------------------------------------
 
 
-def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path,
-                                tmp_path: Path) -> None:
+def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path, tmp_path: Path) -> None:
     cfg = config(server)
     auth = make_authority(pki_dir, tmp_path, [cfg])
     try:
@@ -282,18 +269,22 @@ def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path,
         auth.repository.engine.dispose()
 
 
-def test_sign_with_disable_custom_sans(server: CloudMetadataServer, pki_dir: Path,
-                                       tmp_path: Path) -> None:
+def test_sign_with_disable_custom_sans(
+    server: CloudMetadataServer, pki_dir: Path, tmp_path: Path
+) -> None:
     cfg = config(server, disableCustomSANs=True, disableTrustOnFirstUse=True)
     auth = make_authority(pki_dir, tmp_path, [cfg])
     names = list(internal_dns_names("vm-1", "us-central1-a", "my-project"))
     try:
         with pytest.raises(CAError) as err:
-            auth.sign(csr_pem(make_csr("vm-1", ["evil.example.com"])),
-                      gcp_identity_token(server.url, cfg, CA_URL))
+            auth.sign(
+                csr_pem(make_csr("vm-1", ["evil.example.com"])),
+                gcp_identity_token(server.url, cfg, CA_URL),
+            )
         assert err.value.status == 403
-        leaf = auth.sign(csr_pem(make_csr("vm-1", names)),
-                         gcp_identity_token(server.url, cfg, CA_URL)).certificate
+        leaf = auth.sign(
+            csr_pem(make_csr("vm-1", names)), gcp_identity_token(server.url, cfg, CA_URL)
+        ).certificate
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert san.get_values_for_type(x509.DNSName) == names
     finally:

@@ -1,0 +1,28 @@
+"""What the instance-identity provisioner tests (AWS, GCP, Azure) share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from provisioners.audience import Method, audiences
+from provisioners.base import Provisioner
+from provisioners.errors import CAError
+from provisioners.registry import parse_token
+from tests.cloud_metadata import CA_DNS
+
+SIGN = audiences([CA_DNS, "127.0.0.1"], Method.SIGN)
+
+
+def authorize(prov: Provisioner, token: str) -> Any:
+    """A sign authorisation, as the authority asks for it."""
+    return prov.authorize(parse_token(token), Method.SIGN, SIGN)
+
+
+def refused(prov: Provisioner, token: str) -> CAError:
+    """The token must be refused with step-ca's 401; the error, for its reason."""
+    with pytest.raises(CAError) as err:
+        authorize(prov, token)
+    assert err.value.status == 401
+    return err.value
