@@ -5,12 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit system-deps venv clean bench softhsm
+.PHONY: demo test test-latest lock lint unit system-deps venv clean bench softhsm
 
-$(STAMP): pyproject.toml
+# Installs come from requirements.lock (exact versions, hashes): a fresh machine gets what was
+# tested. `make lock` refreshes it from the ranges in pyproject.toml.
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres,yubikey]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,6 +48,21 @@ $(STAMP): | system-deps
 
 test: system-deps $(STAMP) lint unit
 
+# The same suite against the newest versions pyproject's ranges allow, in a venv of its own:
+# what the next `make lock` would bring in, found before it lands.
+LATEST := .venv-latest
+test-latest: system-deps
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --disable-pip-version-check --upgrade pip setuptools
+	$(LATEST)/bin/pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[dev,postgres,yubikey]'
+	$(LATEST)/bin/pip list --format=freeze --disable-pip-version-check > $(LATEST)/versions.txt
+	$(MAKE) lint unit VENV=$(LATEST) STAMP=$(LATEST)/versions.txt
+
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --extra dev --extra postgres --extra yubikey \
+	  -o $(LOCK) pyproject.toml
+
 # SoftHSM2 tokens in a private directory (never the system's) for development.
 softhsm: system-deps
 	./softhsm/setup-tokens.sh $(CURDIR)/.softhsm
@@ -57,4 +76,4 @@ bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.sign_bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo
+	rm -rf $(VENV) $(LATEST) build *.egg-info demo
