@@ -7,18 +7,42 @@ workers finish their in-flight requests.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from api.app import create_app
+from api.worker import Limits
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.tls import ServerTLS
 
 log = logging.getLogger("stepstone.server")
+
+
+class ListenError(Exception):
+    """The configured address cannot be bound; the message is one line for the operator."""
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind the address once, as gunicorn will, so a port in use is one clear line before
+    gunicorn's arbiter starts (it would log a burst of retries and errors instead)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {shown}: {exc.strerror.lower()}") from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno or errno.EINVAL).lower()
+        raise ListenError(f"cannot listen on {shown}: {reason}") from None
 
 
 class ApplianceServer(BaseApplication):  # type: ignore[misc]
@@ -39,6 +63,7 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         self._password = password
         self.pidfile = pidfile
         self._loaded = False
+        self.limits = Limits.from_config(authority.config.raw.get("serverLimits"))
         super().__init__()
 
     def _reload_authority(self) -> None:
@@ -53,6 +78,7 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
             return
         new.start_time = old.start_time  # tokens made before the reload stay valid
         self.authority = new
+        self.limits = Limits.from_config(new.config.raw.get("serverLimits"))
         self.tls.authority = new
         old.repository.engine.dispose()
         log.info("configuration reloaded from %s", self.config_path)
@@ -71,7 +97,9 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [f"{host}:{cfg.port}"],
             "workers": cfg.workers,
-            "worker_class": "gthread",
+            # Our asyncio front (api/worker.py): handshakes and request reading never hold
+            # the threads that sign, so slow or stalled clients cannot starve issuance.
+            "worker_class": "api.worker.FrontWorker",
             "threads": 4,
             "certfile": str(self.tls.path),
             "keyfile": str(self.tls.path),
