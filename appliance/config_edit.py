@@ -5,9 +5,9 @@ invalid ca.json behind:
 
 1. an exclusive lock on the config directory serialises concurrent editors;
 2. the change is applied to a copy and the whole result is validated by the loader the CA uses
-   (`CAConfig.from_raw` and `ProvisionerRegistry`); provisioner types whose initialisation
-   talks to the network (OIDC and Azure discovery, GCP's key set) are checked for shape only,
-   so validation never contacts anything;
+   (`CAConfig.from_raw`, whose schema checks every field, and `ProvisionerRegistry`);
+   provisioner types whose initialisation talks to the network (OIDC and Azure discovery,
+   GCP's key set) are checked for shape only, so validation never contacts anything;
 3. the previous file is kept as `ca.json.bak` and the new one is written atomically, both with
    the original's permissions (and owner, when we may set it); key order is kept and the
    indentation is step's tab;
@@ -27,6 +27,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,7 +162,12 @@ def _captured(name: str) -> Iterator[list[str]]:
 
 def validate(raw: dict[str, Any], path: Path) -> list[str]:
     """Refuse a ca.json the CA would refuse, without contacting anything; the warnings the CA
-    would log about it (a provisioner that starts disabled, an unknown type)."""
+    would log about it (a provisioner that starts disabled, a type this build skips).
+
+    `CAConfig.from_raw` checks the whole file against the schema (types and values, every
+    problem at once); what is left here needs more than one field or the provisioners'
+    own code: unique names and keys, claims against the global ones, and the shape of the
+    types whose initialisation would reach out to the network."""
     try:
         config = CAConfig.from_raw(raw, path)
     except ConfigError as exc:
@@ -171,10 +177,8 @@ def validate(raw: dict[str, Any], path: Path) -> list[str]:
     local: list[dict[str, Any]] = []
     remote: list[dict[str, Any]] = []
     for prov in provisioners:
-        kind = str(prov.get("type", "")).lower()
-        if kind == "aws":  # checked here too: its module may be absent (then it is skipped)
-            _strings(prov, "accounts")
-            _flags(prov, "disableCustomSANs", "disableTrustOnFirstUse")
+        kind = str(prov["type"]).lower()
+        if kind == "aws":  # its module may be absent (then it is skipped): check it here
             _instance_age(prov)
         (remote if kind in REMOTE_TYPES else local).append(prov)
     try:
@@ -191,66 +195,37 @@ def validate(raw: dict[str, Any], path: Path) -> list[str]:
     return warnings
 
 
-def _check_unique(provisioners: list[Any]) -> None:
+def _check_unique(provisioners: list[dict[str, Any]]) -> None:
+    """Names, and JWK key ids, are unique (the schema has checked their types)."""
     names: set[str] = set()
     kids: set[str] = set()
     for prov in provisioners:
-        if not isinstance(prov, dict):
-            raise ConfigEditError("invalid provisioner: each provisioner must be a JSON object")
-        name = prov.get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigEditError("invalid provisioner: provisioner name cannot be empty")
+        name = prov["name"]
         if name in names:
             raise ConfigEditError(f"provisioner with name {name!r} already exists")
         names.add(name)
-        if str(prov.get("type", "")).lower() == "jwk":
-            key = prov.get("key")
-            kid = key.get("kid") if isinstance(key, dict) else None
-            if isinstance(kid, str) and kid:
-                if kid in kids:
-                    raise ConfigEditError(f"provisioner with key id {kid!r} already exists")
-                kids.add(kid)
-
-
-def _strings(prov: dict[str, Any], field: str) -> list[str]:
-    value = prov.get(field)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigEditError(f"invalid provisioner {prov['name']!r}: {field} must be strings")
-    return list(value)
+        if str(prov["type"]).lower() == "jwk":
+            kid = prov["key"]["kid"]
+            if kid in kids:
+                raise ConfigEditError(f"provisioner with key id {kid!r} already exists")
+            kids.add(kid)
 
 
 def _string(prov: dict[str, Any], field: str, *, required: bool = False) -> str:
-    value = prov.get(field)
-    if value is None or value == "":
-        if required:
-            raise ConfigEditError(f"invalid provisioner {prov['name']!r}: {field} cannot be empty")
-        return ""
-    if not isinstance(value, str):
-        raise ConfigEditError(f"invalid provisioner {prov['name']!r}: {field} must be a string")
+    """A string field the schema has checked ("" when unset); `required` refuses ""."""
+    value = str(prov.get(field) or "")
+    if required and not value:
+        raise ConfigEditError(f"invalid provisioner {prov['name']!r}: {field} cannot be empty")
     return value
 
 
-def _flags(prov: dict[str, Any], *fields: str) -> None:
-    for field in fields:
-        if field in prov and not isinstance(prov[field], bool):
-            raise ConfigEditError(
-                f"invalid provisioner {prov['name']!r}: {field} must be true or false"
-            )
-
-
 def _instance_age(prov: dict[str, Any]) -> None:
+    """A negative age only disables the provisioner at start-up; refuse to write one."""
     age = _string(prov, "instanceAge")
-    if age:
-        try:
-            ok = parse_duration(age).total_seconds() >= 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ConfigEditError(
-                f"invalid provisioner {prov['name']!r}: instanceAge {age!r} is not a duration"
-            )
+    if age and parse_duration(age) < timedelta(0):
+        raise ConfigEditError(
+            f"invalid provisioner {prov['name']!r}: instanceAge {age!r} cannot be negative"
+        )
 
 
 def check_listen_address(value: str) -> bool:
@@ -269,9 +244,10 @@ def check_url(value: str) -> bool:
 
 
 def _check_remote(prov: dict[str, Any], claims: Claims) -> list[str]:
-    """Shape checks of a network-dependent provisioner; its lookup keys."""
+    """What the constructor of a network-dependent provisioner would refuse; its lookup
+    keys."""
     name = str(prov["name"])
-    kind = str(prov.get("type", "")).lower()
+    kind = str(prov["type"]).lower()
     try:
         claims.merged(prov.get("claims"))
     except ClaimsError as exc:
@@ -284,34 +260,22 @@ def _check_remote(prov: dict[str, Any], claims: Claims) -> list[str]:
                 f"invalid provisioner {name!r}: configurationEndpoint {endpoint!r} is not an "
                 "http(s) URL"
             )
-        _string(prov, "clientSecret")
-        _string(prov, "tenantID")
         listen = _string(prov, "listenAddress")
         if listen and not check_listen_address(listen):
             raise ConfigEditError(
                 f"invalid provisioner {name!r}: listenAddress {listen!r} must be host:port"
             )
-        for field in ("admins", "domains", "groups", "scopes", "authParams"):
-            _strings(prov, field)
         return [client_id]
     if kind == "gcp":
-        _strings(prov, "serviceAccounts")
-        projects = _strings(prov, "projectIDs")
-        if projects and _string(prov, "organizationID"):
+        if prov.get("projectIDs") and _string(prov, "organizationID"):
             raise ConfigEditError(
                 f"invalid provisioner {name!r}: projectIDs and organizationID cannot be "
                 "used together"
             )
-        _flags(prov, "disableCustomSANs", "disableTrustOnFirstUse")
         _instance_age(prov)
         return [f"gcp/{name}"]
     # azure
-    tenant = _string(prov, "tenantID", required=True)
-    for field in ("resourceGroups", "subscriptionIDs", "objectIDs"):
-        _strings(prov, field)
-    _string(prov, "audience")
-    _flags(prov, "disableCustomSANs", "disableTrustOnFirstUse")
-    return [tenant]
+    return [_string(prov, "tenantID", required=True)]
 
 
 # --- provisioner list operations ----------------------------------------------------------

@@ -39,7 +39,8 @@ def check_listen(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
     except socket.gaierror as exc:
-        raise ListenError(f"cannot listen on {shown}: {exc.strerror.lower()}") from None
+        reason = (exc.strerror or "unknown host").lower()
+        raise ListenError(f"cannot listen on {shown}: {reason}") from None
     except OSError as exc:
         reason = os.strerror(exc.errno or errno.EINVAL).lower()
         raise ListenError(f"cannot listen on {shown}: {reason}") from None

@@ -129,17 +129,14 @@ class ServerTLS:
     # --- serving --------------------------------------------------------------------------
 
     def _build(self) -> ssl.SSLContext:
+        # The schema has checked the block and CAConfig filled in the defaults: known
+        # versions, cipher suites step-ca knows (those without an OpenSSL TLS 1.2 name here,
+        # TLS 1.3's and the CBC ones, are left to OpenSSL's defaults).
         tls = self.authority.config.tls
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = _VERSIONS.get(
-            float(tls.get("minVersion", 1.2)), ssl.TLSVersion.TLSv1_2
-        )
-        ctx.maximum_version = _VERSIONS.get(
-            float(tls.get("maxVersion", 1.3)), ssl.TLSVersion.TLSv1_3
-        )
-        if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        suites = [GO_TO_OPENSSL[s] for s in tls.get("cipherSuites") or [] if s in GO_TO_OPENSSL]
+        ctx.minimum_version = max(_VERSIONS[float(tls["minVersion"])], ssl.TLSVersion.TLSv1_2)
+        ctx.maximum_version = _VERSIONS[float(tls["maxVersion"])]
+        suites = [GO_TO_OPENSSL[s] for s in tls["cipherSuites"] if s in GO_TO_OPENSSL]
         if suites:
             ctx.set_ciphers(":".join(suites))
         ctx.load_cert_chain(str(self.path), password=self._password)

@@ -34,6 +34,21 @@ def stepca_authority(steppath: Path) -> Authority:
     return auth
 
 
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in TESTDATA.glob("*.json")), ids=lambda name: name
+)
+def test_every_step_ca_test_config_passes_the_schema(name: str) -> None:
+    """All of step-ca's own configurations (SCEP provisioner, legacy cipher-suite names,
+    unknown `_logger`, empty federatedRoots) are valid as they are."""
+    raw = json.loads((TESTDATA / name).read_text())
+    cfg = CAConfig.from_raw(raw, TESTDATA / name)
+    assert cfg.port == 0 and cfg.dns_names == ["127.0.0.1"]
+    assert cfg.tls_options()["cipherSuites"] == raw["tls"]["cipherSuites"]
+    assert [p["name"] for p in cfg.provisioners] == [
+        p["name"] for p in raw["authority"]["provisioners"]
+    ]
+
+
 def test_legacy_keys_and_provisioners_load(stepca_authority: Authority) -> None:
     names = [p.name for p in stepca_authority.registry]
     assert names == ["max", "mike", "step-cli", "mariano", "maxey"]

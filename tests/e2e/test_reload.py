@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -57,11 +58,25 @@ def test_sighup_reloads_configuration_without_dropping_requests(ca_factory: CAFa
         assert _wait_for(lambda: _names(ca) == ["admin", "second"], 30), _names(ca)
 
         # A broken ca.json is refused: the running configuration stays.
+        good = json.loads(ca.ca_json.read_text())
         ca.ca_json.write_text("{ not json")
         os.kill(ca.pid, signal.SIGHUP)
         time.sleep(3)
         assert _names(ca) == ["admin", "second"]
         assert "keeping the running configuration" in ca.log_path.read_text()
+
+        # So is one of the wrong shape, with every problem named.
+        good["tls"]["minVersion"] = "abc"
+        good["db"]["dataSource"] = 5
+        good["authority"]["provisioners"].append({"type": "JWK", "name": "third", "key": key})
+        ca.ca_json.write_text(json.dumps(good))
+        os.kill(ca.pid, signal.SIGHUP)
+        problems = (
+            "db.dataSource: expected a string, got 5; "
+            "tls.minVersion: expected a TLS version such as 1.2 or 1.3"
+        )
+        assert _wait_for(lambda: problems in ca.log_path.read_text(), 30)
+        assert _names(ca) == ["admin", "second"]
     finally:
         done.set()
         thread.join()
