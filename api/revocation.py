@@ -72,6 +72,7 @@ class OCSP:
 
     def sink(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
         """GET /ocsp/{base64 request} (the path may contain `/`, hence a sink)."""
+        req.context.route = req.path[: req.path.index("/ocsp/")] + "/ocsp/{request}"
         if req.method not in ("GET", "HEAD"):
             raise CAError(405, f"{req.method} is not allowed")
         encoded = unquote(req.path.split("/ocsp/", 1)[1])

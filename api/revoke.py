@@ -45,6 +45,7 @@ class Revoke:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         revoke = parse_revoke(read_json(req))
+        req.context.serial = revoke.serial  # for the request log
         peer = None if revoke.ott else peer_certificate(req)
-        self.authority.revoke(revoke, peer)
+        req.context.provisioner = self.authority.revoke(revoke, peer)
         json_response(resp, {"status": "ok"})

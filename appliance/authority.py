@@ -325,8 +325,9 @@ class Authority:
         csr_checks.check_key(csr)
         return self._reissue(peer, csr.public_key(), None)
 
-    def revoke(self, req: RevokeRequest, peer: x509.Certificate | None) -> None:
-        """POST /revoke: passive revocation by one-time token or by the certificate itself."""
+    def revoke(self, req: RevokeRequest, peer: x509.Certificate | None) -> str:
+        """POST /revoke: passive revocation by one-time token or by the certificate itself.
+        Returns the name of the provisioner that authorised it."""
         now = datetime.now(UTC)
         token_row: UsedToken | None = None
         provisioner = ""
@@ -372,6 +373,7 @@ class Authority:
         )
         if self.config.crl.enabled and self.config.crl.generate_on_revoke:
             self.crl.generate()
+        return provisioner
 
     def _check_issued_at(self, iat: object) -> None:
         if self.config.disable_issued_at_check or iat is None:

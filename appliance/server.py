@@ -20,6 +20,7 @@ from api.app import create_app
 from api.worker import Limits
 from appliance.authority import Authority
 from appliance.config import CAConfig
+from appliance.logs import GunicornLogger
 from appliance.tls import ServerTLS
 
 log = logging.getLogger("stepstone.server")
@@ -111,8 +112,8 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
             "timeout": 60,
             "graceful_timeout": 10,
             "proc_name": "step-ca",
-            "errorlog": "-",
-            "loglevel": "info",
+            # gunicorn's own lines in our format and level; requests are logged by the app
+            "logger_class": GunicornLogger,
         }
         if self.pidfile:
             settings["pidfile"] = self.pidfile

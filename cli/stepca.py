@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import typer
@@ -11,6 +10,7 @@ import typer
 from appliance.authority import Authority, AuthorityError
 from appliance.config import CAConfig, ConfigError
 from appliance.db.engine import DatabaseConfigError
+from appliance.logs import LogFormat, configure
 from cli.common import CLIError, read_password_file
 from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
@@ -25,7 +25,14 @@ def serve(
         None, "--password-file", help="File with the password that decrypts the intermediate key."
     ),
     pidfile: Path | None = typer.Option(None, "--pidfile", help="Write the server's PID here."),
-    quiet: bool = typer.Option(False, "--quiet", help="Log warnings and errors only."),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="Log warnings and errors only (gunicorn's included)."
+    ),
+    log_format: LogFormat = typer.Option(
+        LogFormat.json,
+        "--log-format",
+        help="json: one JSON object per line, for log shippers; text: one line for people.",
+    ),
 ) -> None:
     """Run the Stepstone certificate authority (step-ca compatible).
 
@@ -40,19 +47,23 @@ def serve(
 
       $ step-ca ./ca.json --password-file /run/secrets/ca-password --pidfile /run/step-ca.pid
     """
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure(log_format, quiet)
     password = read_password_file(password_file) if password_file else None
+    from appliance.server import ApplianceServer, ListenError, check_listen
+    from appliance.tls import ServerTLS
+
     try:
         cfg = CAConfig.load(config)
+        check_listen(cfg.host, cfg.port)
         authority = Authority(cfg, password=password)
-    except (ConfigError, AuthorityError, ProvisionerConfigError, DatabaseConfigError) as exc:
+    except (
+        ConfigError,
+        ListenError,
+        AuthorityError,
+        ProvisionerConfigError,
+        DatabaseConfigError,
+    ) as exc:
         raise CLIError(f"step-ca: {exc}") from None
-    from appliance.server import ApplianceServer
-    from appliance.tls import ServerTLS
 
     tls = ServerTLS(authority)
     try:

@@ -75,12 +75,13 @@ def open_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Apply the alembic migrations up to head (idempotent)."""
+    # Before the import: alembic logs its plugin set-up at INFO while it is being imported.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
 
     import migrations
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     with engine.begin() as conn:

@@ -214,14 +214,15 @@ class CA:
 
     # --- the server -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start `step-ca` and wait (up to 30 s) until /health answers over verified TLS."""
+    def start(self, *args: str) -> None:
+        """Start `step-ca` (with extra flags `args`) and wait (up to 30 s) until /health
+        answers over verified TLS."""
         assert self.proc is None, "already running"
         self.starts += 1
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._log_handles.append(log)
         self.proc = subprocess.Popen(
-            [str(STEP_CA), str(self.ca_json), "--password-file", str(self.password_file)],
+            [str(STEP_CA), str(self.ca_json), "--password-file", str(self.password_file), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
