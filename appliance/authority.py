@@ -240,7 +240,7 @@ class Authority:
             cert,
             options.provisioner_name,
         )
-        log.info(
+        log.debug(  # the request line (api/middleware.py) carries subject and serial
             "issued serial=%s subject=%r provisioner=%r not_after=%s",
             cert.serial_number,
             options.subject,
@@ -301,7 +301,7 @@ class Authority:
             self.signer,
         )
         self.repository.record_issuance(token, cert, prov_name)
-        log.info("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
+        log.debug("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
         return SignResult(cert, [cert, *self.intermediates])
 
     def renew(self, peer: x509.Certificate) -> SignResult:
