@@ -36,6 +36,7 @@ from cli.certinfo import (
     pem_encode,
 )
 from cli.common import CLIError, die
+from cli.helptext import StepTyper
 from cli.renewal_check import (
     EXIT_ERROR,
     EXIT_NEEDS_RENEWAL,
@@ -46,12 +47,7 @@ from cli.renewal_check import (
 from cli.tlsfetch import fetch_peer_certificates, trim_url
 from cli.verify import VerifyOptions, verify_certificate
 
-app = typer.Typer(
-    help="Create, inspect and manage X.509 certificates.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = StepTyper(help="Create, inspect and manage X.509 certificates.")
 
 _FORMATS = ("text", "json", "pem")
 

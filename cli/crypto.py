@@ -21,19 +21,10 @@ import typer
 
 from cli.certinfo import CertParseError, parse_certificate
 from cli.common import CLIError, die
+from cli.helptext import StepTyper
 
-app = typer.Typer(
-    help="Useful cryptographic primitives: JSON Web Tokens and more.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-jwt_app = typer.Typer(
-    help="Sign, verify and inspect JSON Web Tokens (JWT).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = StepTyper(help="Useful cryptographic primitives: JSON Web Tokens and more.")
+jwt_app = StepTyper(help="Sign, verify and inspect JSON Web Tokens (JWT).")
 app.add_typer(jwt_app, name="jwt")
 
 

@@ -22,16 +22,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from appliance import ceremony
 from appliance.pki import normalize_key_uri
 from cli import kms_attest
-from cli.common import CLIError, prompt_password, read_password_file, step_path
+from cli.common import CLIError, check_writable, prompt_password, read_password_file, step_path
+from cli.helptext import StepTyper
 from keystores import KeySpec, KeyStoreError, PublicKey, SigningKey, open_keystore
+from keystores.file import FileKeyStore
 from keystores.uri import split_scheme
 
-__all__ = ["app", "is_file_uri", "record_path", "store_password"]
+__all__ = [
+    "app",
+    "file_key_path",
+    "is_file_uri",
+    "new_key_path",
+    "record_path",
+    "store_password",
+]
 
-app = typer.Typer(
-    help="Manage keys in any key store by URI: files, PKCS#11 tokens, YubiKeys.",
-    no_args_is_help=True,
-)
+app = StepTyper(help="Manage keys in any key store by URI: files, PKCS#11 tokens, YubiKeys.")
 
 _FILE_SCHEMES = (None, "file", "softkms")
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -62,6 +68,24 @@ def store_password(uri: str, password_file: Path | None, prompt: str) -> bytes |
 def record_path(record: Path | None) -> Path:
     """`--record`, or `$STEPPATH/ceremony/record.jsonl`."""
     return record if record is not None else ceremony.default_record_path(step_path())
+
+
+def file_key_path(uri: str) -> Path | None:
+    """The file a file-store key URI names (None for other stores, or a URI the store will
+    refuse with its own error)."""
+    if not is_file_uri(uri):
+        return None
+    try:
+        return FileKeyStore().path_for(uri)
+    except KeyStoreError:
+        return None
+
+
+def new_key_path(uri: str | None) -> Path | None:
+    """The file of a file-store key that is still to be created; a key already there is only
+    read (perhaps from read-only media), so it needs no writable place."""
+    path = file_key_path(uri) if uri else None
+    return path if path is not None and not path.exists() else None
 
 
 def _pem(public: PublicKey) -> str:
@@ -113,6 +137,7 @@ def create_command(
         spec = KeySpec(kty, curve, size)
     except KeyStoreError as exc:
         raise _fail("create", exc) from None
+    check_writable(file_key_path(uri), record_path(record))
     password = store_password(uri, password_file, "Please enter the password to encrypt the key")
     if is_file_uri(uri) and not password:
         raise CLIError("step kms create: file keys are encrypted: use '--password-file'")

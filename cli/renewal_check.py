@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.certinfo import Certificate, CertParseError, parse_certificate, parse_certificate_bundle
-from cli.common import CLIError
+from cli.common import CLIError, go_strerror
 from cli.tlsfetch import fetch_peer_certificates, trim_url
 
 #: step's defaultPercentUsedThreshold.
@@ -233,10 +233,6 @@ def certificate_needs_renewal(cert: Certificate, threshold: Threshold, now_ns: i
     return threshold.window_ns >= remaining
 
 
-def _go_errno_text(exc: OSError) -> str:
-    text = os.strerror(exc.errno) if exc.errno else str(exc)
-    return text[:1].lower() + text[1:]
-
 
 def load_local_certificates(name: str) -> list[Certificate]:
     """os.Stat (missing: exit 2) then pemutil.ReadCertificateBundle (errors: exit 255)."""
@@ -244,11 +240,11 @@ def load_local_certificates(name: str) -> list[Certificate]:
         os.stat(name)
     except OSError as exc:
         code = EXIT_FILE_MISSING if exc.errno == errno.ENOENT else EXIT_ERROR
-        raise RenewalCheckError(f"stat {name}: {_go_errno_text(exc)}", code) from None
+        raise RenewalCheckError(f"stat {name}: {go_strerror(exc)}", code) from None
     try:
         data = Path(name).read_bytes()
     except OSError as exc:
-        raise RenewalCheckError(f'error reading "{name}": {_go_errno_text(exc)}') from None
+        raise RenewalCheckError(f'error reading "{name}": {go_strerror(exc)}') from None
     data = data.removeprefix(b"\xef\xbb\xbf")
     try:
         return parse_certificate_bundle(data)

@@ -11,11 +11,12 @@ from appliance.authority import Authority, AuthorityError
 from appliance.config import CAConfig, ConfigError
 from appliance.db.engine import DatabaseConfigError
 from appliance.logs import LogFormat, configure
-from cli.common import CLIError, read_password_file
+from cli.common import CLIError, read_password_file, run_cli
+from cli.helptext import StepTyper
 from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = StepTyper(help="Run the Stepstone certificate authority (step-ca compatible).")
 
 
 @app.command()
@@ -81,9 +82,5 @@ def serve(
 
 
 def main() -> None:
-    """Console-script entry point: one-line errors, never a traceback."""
-    try:
-        app()
-    except CLIError as exc:
-        typer.echo(str(exc), err=True)
-        raise SystemExit(1) from None
+    """Console-script entry point: one-line errors, a traceback only with STEPDEBUG=1."""
+    raise SystemExit(run_cli(app))

@@ -10,14 +10,13 @@ verification. Only the host and port the user gave are ever contacted.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cli.certinfo import CertParseError, parse_certificate, pem_blocks, pem_encode
-from cli.common import CLIError
+from cli.common import CLIError, go_strerror
 
 URL_DEFAULT_PORTS: dict[str, int] = {
     "tcp://": 443,
@@ -50,11 +49,6 @@ def trim_url(ref: str) -> tuple[str, int] | None:
     return None
 
 
-def _go_strerror(exc: OSError) -> str:
-    """An OSError worded like Go's syscall errors ("no such file or directory")."""
-    text = os.strerror(exc.errno) if exc.errno else str(exc)
-    return text[:1].lower() + text[1:]
-
 
 def read_cert_pool(path: str) -> list[bytes]:
     """x509util.ReadCertPool: DER of every PEM certificate in a file, list or directory."""
@@ -65,7 +59,7 @@ def read_cert_pool(path: str) -> list[bytes]:
         except OSError as exc:
             raise CLIError(
                 f"failure to load root certificate pool from input path '{path}': "
-                f"error reading cert pool: open {path}: {_go_strerror(exc)}"
+                f"error reading cert pool: open {path}: {go_strerror(exc)}"
             ) from None
     else:
         files = [name.strip() for name in path.split(",")]
@@ -77,7 +71,7 @@ def read_cert_pool(path: str) -> list[bytes]:
             op = "read" if exc.errno == errno.EISDIR else "open"
             raise CLIError(
                 f"failure to load root certificate pool from input path '{path}': "
-                f"error reading cert pool: {op} {name}: {_go_strerror(exc)}"
+                f"error reading cert pool: {op} {name}: {go_strerror(exc)}"
             ) from None
         for block in pem_blocks(data):
             if block.type != "CERTIFICATE" or block.headers:
@@ -152,7 +146,7 @@ def fetch_peer_certificates(
         raise CLIError(f"failed to connect: dial tcp {address}: i/o timeout") from None
     except OSError as exc:
         raise CLIError(
-            f"failed to connect: dial tcp {address}: connect: {_go_strerror(exc)}"
+            f"failed to connect: dial tcp {address}: connect: {go_strerror(exc)}"
         ) from None
     if not chain:
         raise CLIError("failed to connect: the server presented no certificate")

@@ -84,7 +84,7 @@ from cli.certinfo import (
     pem_blocks,
     verify_signature,
 )
-from cli.common import CLIError
+from cli.common import CLIError, go_strerror
 from cli.tlsfetch import fetch_peer_certificates, read_cert_pool, tls_client_context, trim_url
 
 #: Seconds allowed for each network operation (connect, TLS, read) of the checks.
@@ -161,10 +161,6 @@ class VerifyOptions:
 # Loading -------------------------------------------------------------------------------------
 
 
-def _go_errno_text(exc: OSError) -> str:
-    text = os.strerror(exc.errno) if exc.errno else str(exc)
-    return text[:1].lower() + text[1:]
-
 
 def load_input(name: str, options: VerifyOptions) -> tuple[Cert, list[Cert]]:
     """The leaf and the candidate intermediates, from a PEM file or a TLS server."""
@@ -187,7 +183,7 @@ def load_input(name: str, options: VerifyOptions) -> tuple[Cert, list[Cert]]:
         data = Path(name).read_bytes()
     except OSError as exc:
         op = "read" if exc.errno == errno.EISDIR else "open"
-        raise CLIError(f"{op} {name} failed: {_go_errno_text(exc)}") from None
+        raise CLIError(f"{op} {name} failed: {go_strerror(exc)}") from None
     blocks = list(pem_blocks(data))
     if not blocks and data.strip():
         raise CLIError(f"{name} contains an invalid PEM block")

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import typer
-
 from cli.ca import ceremony, init, issue, lifecycle, provisioner_admin, trust
+from cli.helptext import StepTyper
 
-app = typer.Typer(
-    help="Initialise a CA, bootstrap trust in it, and get certificates from it.",
-    no_args_is_help=True,
-)
+app = StepTyper(help="Initialise a CA, bootstrap trust in it, and get certificates from it.")
 app.command(name="init")(init.init_command)
 app.command(name="bootstrap")(trust.bootstrap_command)
 app.command(name="root")(trust.root_command)
@@ -23,7 +19,9 @@ app.command(name="renew")(lifecycle.renew_command)
 app.command(name="rekey")(lifecycle.rekey_command)
 app.command(name="revoke")(lifecycle.revoke_command)
 
-provisioner_app = typer.Typer(help="List the CA's provisioners.", no_args_is_help=True)
+provisioner_app = StepTyper(
+    help="List the CA's provisioners; add, update or remove them in its configuration."
+)
 provisioner_app.command(name="list")(trust.provisioner_list_command)
 provisioner_app.command(name="add")(provisioner_admin.add_command)
 provisioner_app.command(name="update")(provisioner_admin.update_command)

@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from appliance import ceremony
 from appliance.pki import normalize_key_uri
 from cli.ca import ui
-from cli.common import CLIError
-from cli.kms import record_path, store_password
+from cli.common import CLIError, check_writable
+from cli.helptext import StepTyper
+from cli.kms import new_key_path, record_path, store_password
 from keystores import KeySpec, KeyStoreError, write_atomic
 
-app = typer.Typer(
-    help="Key ceremonies: create an offline root, sign an intermediate, verify the record.",
-    no_args_is_help=True,
+app = StepTyper(
+    help="Key ceremonies: create an offline root, sign an intermediate, verify the record."
 )
 
 
@@ -107,6 +107,7 @@ def create_root_command(
         spec = KeySpec(kty, curve, size)
     except KeyStoreError as exc:
         raise _fail("create-root", exc) from None
+    check_writable(out, record_path(record), new_key_path(uri))
     if out.exists() and not force:
         raise CLIError(f"step ca ceremony create-root: {out} exists: use '--force'")
     password = store_password(uri, password_file, "Please enter the password of the root key")
@@ -177,6 +178,7 @@ def sign_intermediate_command(
     csr = _read_csr(csr_file)
     root_cert = _read_cert(root, "sign-intermediate")
     uri = normalize_key_uri(root_kms)
+    check_writable(out, record_path(record))
     if out.exists() and not force:
         raise CLIError(f"step ca ceremony sign-intermediate: {out} exists: use '--force'")
     password = store_password(uri, password_file, "Please enter the password of the root key")

@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from cli.common import CLIError
-from keystores import KeyStoreError, write_atomic
+from cli.common import CLIError, os_error_line, write_output
+from keystores import KeyStoreError
 from keystores.pem import load_private_key_pem
 
 
@@ -103,17 +103,20 @@ def chain_pem(chain: list[x509.Certificate]) -> bytes:
 
 def save_certificate(crt: Path, chain: list[x509.Certificate]) -> None:
     """Replace the certificate file (same key) atomically."""
-    write_atomic(crt, chain_pem(chain), mode=0o600)
+    write_output(crt, chain_pem(chain), mode=0o600)
 
 
 def save_pair(crt: Path, key: Path, chain: list[x509.Certificate], key_pem: bytes) -> None:
     """Replace certificate and key so that a crash at any point leaves a matching pair."""
-    write_atomic(_next(crt), chain_pem(chain), mode=0o600)
-    write_atomic(_next(key), key_pem, mode=0o600)
-    os.replace(_next(key), key)
-    os.replace(_next(crt), crt)
-    fd = os.open(crt.parent, os.O_RDONLY)
+    write_output(_next(crt), chain_pem(chain), mode=0o600)
+    write_output(_next(key), key_pem, mode=0o600)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        os.replace(_next(key), key)
+        os.replace(_next(crt), crt)
+        fd = os.open(crt.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise CLIError(os_error_line(exc)) from None

@@ -12,7 +12,8 @@ import typer
 from appliance.ceremony import CeremonyError, key_store_error, redact_uri
 from appliance.pki import InitRequest, InitResult, complete_init, init_csr, init_pki, pending_path
 from cli.ca import ui
-from cli.common import CLIError, prompt_password, read_password_file, step_path
+from cli.common import CLIError, check_writable, prompt_password, read_password_file, step_path
+from cli.kms import new_key_path, record_path
 from keystores import KeyStoreError
 
 FEEDBACK = (
@@ -156,12 +157,12 @@ def init_command(
     Every run appends an entry to the ceremony record ('step ca ceremony verify' checks it).
 
     Keys in other stores: '--root-kms URI' is the root key's URI and '--kms URI' the
-    intermediate's (a file path, 'file:PATH', or e.g. 'pkcs11:module-path=...;token=...;
-    id=7331;object=intermediate-key?pin-source=/run/pin'). A key that exists there is taken,
-    else an EC P-256 key is created. The root's URI is written nowhere in $STEPPATH; ca.json
-    names only the intermediate: its path, or step-ca's '"key"' plus '"kms": {"type", "uri"}'
-    (never a pin-value when a pin-source was given). File keys use --password-file (the root's
-    --root-password-file). '--root ROOT.crt' with '--root-kms' reuses that root certificate.
+    intermediate's (a file path, 'file:PATH', or a PKCS#11 URI as in the examples below). A key
+    that exists there is taken, else an EC P-256 key is created. The root's URI is written
+    nowhere in $STEPPATH; ca.json names only the intermediate: its path, or step-ca's '"key"'
+    plus '"kms": {"type", "uri"}' (never a pin-value when a pin-source was given). File keys use
+    --password-file (the root's --root-password-file). '--root ROOT.crt' with '--root-kms'
+    reuses that root certificate.
 
     The offline root, in three steps: '--intermediate-csr FILE' makes the intermediate key,
     writes its CSR and a pending state (config/init-pending.json); 'step ca ceremony
@@ -190,6 +191,16 @@ def init_command(
     ca_json = base / "config" / "ca.json"
     if intermediate_csr is not None and intermediate_crt is not None:
         raise CLIError("'--intermediate-csr' and '--intermediate-crt' cannot be used together")
+    check_writable(
+        ca_json,
+        base / "config" / "defaults.json",
+        base / "certs" / "root_ca.crt",
+        base / "secrets" / "intermediate_ca_key",
+        record_path(record),
+        intermediate_csr,
+        new_key_path(root_kms),
+        new_key_path(kms),
+    )
     if ca_json.exists() and not force:
         if not sys.stdin.isatty():
             raise CLIError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ from cli.ca.flows import TokenRequest, choose_provisioner, make_token
 from cli.ca.oidc_flow import csr_names as oidc_csr_names
 from cli.ca.renewal import renew_token
 from cli.ca.tokens import audience, token_window, unverified_claims
-from cli.common import CLIError
-from keystores import KeySpec, KeyStoreError, write_atomic
+from cli.common import CLIError, check_outputs, check_writable, write_output
+from keystores import KeySpec, KeyStoreError
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."
@@ -127,6 +126,7 @@ def token_command(
     url, root_path = require_ca_url(ca_url), require_root(root)
     if revoke and renew:
         raise CLIError("flags '--revoke' and '--renew' are mutually exclusive")
+    check_writable(output_file)
     if renew:
         if x5c_cert is None or x5c_key is None:
             raise CLIError("flag '--renew' requires '--x5c-cert' and '--x5c-key'")
@@ -147,7 +147,7 @@ def token_command(
                 options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
             )
     if output_file:
-        write_atomic(output_file, token.encode(), mode=0o600)
+        write_output(output_file, token.encode(), mode=0o600)
     else:
         typer.echo(token)
 
@@ -181,15 +181,6 @@ def key_pem(key: Any) -> bytes:
     return bytes(key.private_bytes(Encoding.PEM, fmt, NoEncryption()))
 
 
-def _refuse_existing(paths: list[Path], force: bool) -> None:
-    for p in paths:
-        if p.exists() and not force:
-            if not sys.stdin.isatty():
-                raise CLIError(f"file {p} already exists: use '--force' to overwrite it")
-            if not typer.confirm(f"Would you like to overwrite {p}?"):
-                raise typer.Exit(1)
-
-
 def _resolve_token(
     token: str | None, ca_url: str | None, root: str | None
 ) -> tuple[str, Path, dict[str, Any] | None]:
@@ -221,7 +212,7 @@ def _disables_custom_sans(client: CAClient, claims: dict[str, Any]) -> bool:
 def _save(resp: dict[str, Any], crt_file: Path) -> None:
     chain = resp.get("certChain") or [resp.get("crt"), resp.get("ca")]
     data = "".join(str(c) for c in chain if c).encode()
-    write_atomic(crt_file, data, mode=0o600)
+    write_output(crt_file, data, mode=0o600)
 
 
 def certificate_command(
@@ -276,7 +267,7 @@ def certificate_command(
     """
     url, root_path, claims = _resolve_token(token, ca_url, root)
     spec = key_spec(kty, curve, size)
-    _refuse_existing([crt_file, key_file], force)
+    check_outputs([crt_file, key_file], force)
     sans = list(san)
     with CAClient(url, root_path) as client:
         if token:
@@ -322,7 +313,7 @@ def certificate_command(
         resp = client.sign(
             csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
         )
-    write_atomic(key_file, key_pem(key), mode=0o600)
+    write_output(key_file, key_pem(key), mode=0o600)
     _save(resp, crt_file)
     ui.selected("Certificate", str(crt_file))
     ui.selected("Private Key", str(key_file))
@@ -378,7 +369,7 @@ def sign_command(
     if not subject and not sans:
         raise CLIError(f"{csr_file} has neither a common name nor SANs")
     url, root_path, _ = _resolve_token(token, ca_url, root)
-    _refuse_existing([crt_file], force)
+    check_outputs([crt_file], force)
     with CAClient(url, root_path) as client:
         ott = token or new_token(
             client,

@@ -18,7 +18,7 @@ from cli.ca.client import CAClient
 from cli.ca.defaults import require_ca_url, require_root
 from cli.ca.issue import key_pem, key_spec, make_csr, new_token
 from cli.ca.renewal import AfterRenewal, Daemon, parse_chain, request_renewal
-from cli.common import CLIError, read_password_file
+from cli.common import CLIError, check_outputs, check_writable, read_password_file
 from provisioners.durations import format_duration, parse_duration
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
@@ -53,15 +53,6 @@ def _setup_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _confirm_overwrite(path: Path, force: bool) -> None:
-    if force or not path.exists():
-        return
-    if not sys.stdin.isatty():
-        raise CLIError(f"file {path} already exists: use '--force' to overwrite it")
-    if not typer.confirm(f"Would you like to overwrite {path}?"):
-        raise typer.Exit(1)
-
-
 def _not_due(pair: CertPair, expires_in: timedelta | None) -> bool:
     """One-shot renewals with --expires-in skip certificates that are not close to expiry."""
     if expires_in is None:
@@ -89,7 +80,7 @@ def renew_command(
     exec_cmd: str | None = typer.Option(None, "--exec", help="Command to run after each renewal."),
     pid: int | None = typer.Option(None, "--pid", help="Signal this process after renewal."),
     pid_file: Path | None = typer.Option(None, "--pid-file", help="File with the PID to signal."),
-    signum: int = typer.Option(int(signal.SIGHUP), "--signal", help="Signal to send (default 1)."),
+    signum: int = typer.Option(int(signal.SIGHUP), "--signal", help="Signal to send."),
     retry_interval: str = typer.Option(
         "1m", "--retry-interval", help="With --daemon: wait this long after a failed renewal."
     ),
@@ -124,6 +115,7 @@ def renew_command(
     retry = _duration(retry_interval, "--retry-interval") or timedelta(minutes=1)
     password = read_password_file(password_file) if password_file else None
     target = out or crt_file
+    check_writable(target)
     pair = load_pair(crt_file, key_file, password)
     lifetime = pair.leaf.not_valid_after_utc - pair.leaf.not_valid_before_utc
     for name, value in (("--expires-in", window), ("--renew-period", period)):
@@ -153,7 +145,7 @@ def renew_command(
         remaining = timedelta(seconds=int(remaining.total_seconds()))
         ui.note(f"certificate not renewed: expires in {format_duration(remaining)}")
         return
-    _confirm_overwrite(target, force)
+    check_outputs([target], force)
     renew_once(pair)
     ui.note(f"Your certificate has been saved in {target}.")
     after.run()
@@ -186,8 +178,7 @@ def rekey_command(
     spec = key_spec(kty, curve, size)
     pair = load_pair(crt_file, key_file)
     crt_target, key_target = out_cert or crt_file, out_key or key_file
-    _confirm_overwrite(crt_target, force)
-    _confirm_overwrite(key_target, force)
+    check_outputs([crt_target, key_target], force)
     new_key = spec.generate()
     csr = make_csr("rekey", [], new_key).public_bytes(Encoding.PEM).decode()
     with CAClient(url, root_path, client_cert=(crt_file, key_file)) as client:
@@ -223,8 +214,25 @@ def _decimal_serial(serial: str) -> str:
             raise CLIError(f"'{serial}' is not a valid serial number") from None
 
 
+def _revoked_serial(serial: str | None, cert: Path | None, key: Path | None) -> str:
+    """The decimal serial to revoke: the argument, or the --cert certificate's (they must agree
+    when both are given)."""
+    if cert is None or key is None:
+        if serial is None:
+            raise CLIError("'step ca revoke' requires a serial number, or '--cert' and '--key'")
+        return _decimal_serial(serial)
+    own = str(load_pair(cert, key).leaf.serial_number)
+    if serial is not None and _decimal_serial(serial) != own:
+        raise CLIError(
+            f"serial number {serial} does not match the serial number {own} of {cert}"
+        )
+    return own
+
+
 def revoke_command(
-    serial: str = typer.Argument(..., help="The serial number (decimal, or 0x-prefixed hex)."),
+    serial: str | None = typer.Argument(
+        None, help="The serial number (decimal, or 0x-prefixed hex); with --cert, optional."
+    ),
     reason: str = typer.Option("", "--reason", help="A free-text reason."),
     reason_code: str | None = typer.Option(
         None, "--reasonCode", "--reason-code", help="0-10 or a name such as keyCompromise."
@@ -247,24 +255,25 @@ def revoke_command(
     """Revoke a certificate (passive revocation: it can never be renewed again).
 
     Authorised by a one-time token (made for you from the provisioner unless --token is given)
-    or, with --cert/--key, by the certificate itself over mTLS.
+    or, with --cert/--key, by the certificate itself over mTLS; then the serial number is the
+    certificate's and need not be given.
 
     Examples:
 
       $ step ca revoke 308893286343609293989051180431574390766 --reason "laptop lost"
 
-      $ step ca revoke 0x1f3a... --reasonCode keyCompromise --cert foo.crt --key foo.key
+      $ step ca revoke --cert foo.crt --key foo.key --reasonCode keyCompromise
     """
     url, root_path = require_ca_url(ca_url), require_root(root)
-    decimal = _decimal_serial(serial)
+    if (cert is None) != (key is None):
+        raise CLIError("flags '--cert' and '--key' must be used together")
+    decimal = _revoked_serial(serial, cert, key)
     body = {
         "serial": decimal,
         "reasonCode": _reason_code(reason_code),
         "reason": reason,
         "passive": True,
     }
-    if (cert is None) != (key is None):
-        raise CLIError("flags '--cert' and '--key' must be used together")
     if cert is not None and key is not None:
         with CAClient(url, root_path, client_cert=(cert, key)) as client:
             client.revoke(body)

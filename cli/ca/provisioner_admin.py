@@ -31,6 +31,7 @@ from appliance.config_edit import (
     ConfigEditError,
     EditResult,
     add_provisioner,
+    backup_path,
     check_listen_address,
     check_url,
     default_config_path,
@@ -40,7 +41,7 @@ from appliance.config_edit import (
     update_provisioner,
 )
 from cli.ca import ui
-from cli.common import CLIError, prompt_password, read_password_file
+from cli.common import CLIError, check_writable, prompt_password, read_password_file
 from provisioners.durations import parse_duration
 from provisioners.jose import (
     JOSEError,
@@ -520,7 +521,11 @@ def apply_update(prov: dict[str, Any], flags: Flags) -> None:
 
 
 def _config_path(ca_config: Path | None) -> Path:
-    return ca_config if ca_config is not None else default_config_path()
+    """--ca-config or the default, once ca.json and its backup are known to be writable."""
+    path = ca_config if ca_config is not None else default_config_path()
+    target = path.resolve()  # what the edit replaces, as appliance.config_edit does
+    check_writable(target, backup_path(target))
+    return path
 
 
 def _done(result: EditResult) -> None:

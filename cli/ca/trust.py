@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cli.ca import ui
 from cli.ca.client import CAClient
 from cli.ca.defaults import defaults_path, flag_value, require_ca_url, require_root
-from cli.common import CLIError, step_path
-from keystores import write_atomic
+from cli.common import CLIError, check_outputs, step_path, write_output
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."
@@ -33,17 +32,6 @@ _BundleFile = Annotated[
 
 def _pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs)
-
-
-def _check_overwrite(paths: list[Path], force: bool) -> None:
-    existing = [p for p in paths if p.exists()]
-    if not existing or force:
-        return
-    if not sys.stdin.isatty():
-        raise CLIError(f"file {existing[0]} already exists: use '--force' to overwrite it")
-    for p in existing:
-        if not typer.confirm(f"Would you like to overwrite {p}?"):
-            raise typer.Exit(1)
 
 
 def bootstrap_command(
@@ -64,21 +52,21 @@ def bootstrap_command(
     """
     url = ca_url if "://" in ca_url else "https://" + ca_url
     url = url.rstrip("/")
-    with CAClient(url, insecure=True) as insecure:
-        root = insecure.root(fingerprint)
     root_path = step_path() / "certs" / "root_ca.crt"
     config_path = defaults_path()
-    _check_overwrite([root_path, config_path], force)
+    check_outputs([root_path, config_path], force)
+    with CAClient(url, insecure=True) as insecure:
+        root = insecure.root(fingerprint)
     # Verify the live TLS certificate against the root before writing anything under STEPPATH.
     with tempfile.TemporaryDirectory(prefix="step-bootstrap-") as tmp:
         staging = Path(tmp) / "root.crt"
         staging.write_bytes(_pem([root]))
         with CAClient(url, staging) as trusted:
             trusted.health()
-    write_atomic(root_path, _pem([root]), mode=0o600)
+    write_output(root_path, _pem([root]), mode=0o600)
     ui.note(f"The root certificate has been saved in {root_path}.")
     defaults = {"ca-url": url, "fingerprint": fingerprint, "root": str(root_path)}
-    write_atomic(config_path, json.dumps(defaults, indent=2).encode() + b"\n", mode=0o644)
+    write_output(config_path, json.dumps(defaults, indent=2).encode() + b"\n", mode=0o644)
     ui.note(f"The authority configuration has been saved in {config_path}.")
 
 
@@ -102,19 +90,19 @@ def root_command(
     fp = flag_value(fingerprint, "fingerprint")
     if not fp:
         raise CLIError("'--fingerprint' is required: pass it or run 'step ca bootstrap' first")
+    if root_file is not None:
+        check_outputs([root_file], force)
     with CAClient(url, insecure=True) as client:
         cert = client.root(fp)
-    _write_or_print(root_file, [cert], force, "The root certificate has been saved in {}.")
+    _write_or_print(root_file, [cert], "The root certificate has been saved in {}.")
 
 
-def _write_or_print(
-    path: Path | None, certs: list[x509.Certificate], force: bool, message: str
-) -> None:
+def _write_or_print(path: Path | None, certs: list[x509.Certificate], message: str) -> None:
+    """Print the bundle, or write it to `path` (already checked with `check_outputs`)."""
     if path is None:
         sys.stdout.write(_pem(certs).decode())
         return
-    _check_overwrite([path], force)
-    write_atomic(path, _pem(certs), mode=0o600)
+    write_output(path, _pem(certs), mode=0o600)
     ui.note(message.format(path))
 
 
@@ -127,9 +115,12 @@ def _download_bundle(
     message: str,
 ) -> None:
     """GET a certificate bundle (`/roots`, `/federation`) trusting --root; write or print it."""
-    with CAClient(require_ca_url(ca_url), require_root(root)) as client:
+    url, root_path = require_ca_url(ca_url), require_root(root)
+    if path is not None:
+        check_outputs([path], force)
+    with CAClient(url, root_path) as client:
         certs = client.cert_list(endpoint)
-    _write_or_print(path, certs, force, message)
+    _write_or_print(path, certs, message)
 
 
 def roots_command(

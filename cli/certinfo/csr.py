@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from cli.certinfo.algorithms import algorithm_display_name
 from cli.certinfo.der import (
@@ -31,7 +31,7 @@ from cli.certinfo.extensions import (
 from cli.certinfo.general_names import ip_string
 from cli.certinfo.gofmt import go_printable, go_runes
 from cli.certinfo.jsonfmt import b64, key_algorithm_name, name_json, signature_algorithm_json
-from cli.certinfo.keys import PublicKeyInfo
+from cli.certinfo.keys import DSAKey, PublicKeyInfo
 from cli.certinfo.model import CertificateRequest
 from cli.certinfo.names import common_name
 from cli.certinfo.short import short_sans, short_subject_lines
@@ -183,10 +183,8 @@ def _go_default_public_key(key: PublicKeyInfo) -> object:
         }
     if isinstance(pk, ed25519.Ed25519PublicKey):
         return b64(key.key_bytes)
-    if isinstance(pk, dsa.DSAPublicKey):
-        numbers_dsa = pk.public_numbers()
-        params = numbers_dsa.parameter_numbers
-        return {"Parameters": {"P": params.p, "Q": params.q, "G": params.g}, "Y": numbers_dsa.y}
+    if isinstance(pk, DSAKey):
+        return {"Parameters": {"P": pk.p, "Q": pk.q, "G": pk.g}, "Y": pk.y}
     return None
 
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cli.certinfo.algorithms import (
     OID_RSA_PSS,
@@ -29,7 +29,7 @@ from cli.certinfo.extensions import (
 from cli.certinfo.general_names import GeneralNames, ip_net_string, ip_string, parse_general_names
 from cli.certinfo.gofmt import go_rfc3339, int_bytes
 from cli.certinfo.govalidator import is_url
-from cli.certinfo.keys import PublicKeyInfo, verify_signature
+from cli.certinfo.keys import DSAKey, PublicKeyInfo, verify_signature
 from cli.certinfo.model import Certificate
 from cli.certinfo.names import Name, common_name, flat
 from provisioners.extension import ProvisionerExtension
@@ -190,14 +190,12 @@ def _subject_key_info_json(key: PublicKeyInfo) -> dict[str, object]:
             "modulus": b64(modulus),
             "length": len(modulus) * 8,
         }
-    elif isinstance(pk, dsa.DSAPublicKey):
-        dsa_numbers = pk.public_numbers()
-        params = dsa_numbers.parameter_numbers
+    elif isinstance(pk, DSAKey):
         out["dsa_public_key"] = {
-            "g": b64(int_bytes(params.g)),
-            "p": b64(int_bytes(params.p)),
-            "q": b64(int_bytes(params.q)),
-            "y": b64(int_bytes(dsa_numbers.y)),
+            "g": b64(int_bytes(pk.g)),
+            "p": b64(int_bytes(pk.p)),
+            "q": b64(int_bytes(pk.q)),
+            "y": b64(int_bytes(pk.y)),
         }
     elif isinstance(pk, ec.EllipticCurvePublicKey):
         point = pk.public_numbers()

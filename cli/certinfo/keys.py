@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 from cli.certinfo.algorithms import (
     HASHES,
@@ -17,12 +19,14 @@ from cli.certinfo.algorithms import (
 )
 from cli.certinfo.der import (
     TAG_BIT_STRING,
+    TAG_INTEGER,
     TAG_OID,
     TAG_SEQUENCE,
     CertParseError,
     Element,
     children,
     decode_bit_string,
+    decode_integer,
     decode_oid,
     expect,
     parse_one,
@@ -39,9 +43,23 @@ _CURVES = {
     "1.3.132.0.35": ("P-521", 521),
 }
 
-PublicKey = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | dsa.DSAPublicKey
-)
+
+@dataclass(frozen=True)
+class DSAKey:
+    """A DSA public key's numbers, read from the SPKI DER by our own parser.
+
+    cryptography deprecates DSA and warns on any use of its `dsa` module or on loading a DSA
+    key, so a DSA key is loaded by cryptography only to check a DSA signature.
+    """
+
+    p: int
+    q: int
+    g: int
+    y: int
+    spki: bytes
+
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | DSAKey
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,8 @@ class PublicKeyInfo:
             return f"ECDSA {self.curve}"
         if isinstance(key, rsa.RSAPublicKey):
             return f"RSA {(key.key_size + 7) // 8 * 8}"
-        if isinstance(key, dsa.DSAPublicKey):
-            return f"DSA {key.parameters().parameter_numbers().q.bit_length()}"
+        if isinstance(key, DSAKey):
+            return f"DSA {key.q.bit_length()}"
         if isinstance(key, ed25519.Ed25519PublicKey):
             return f"Ed25519 {len(self.key_bytes) * 8}"
         return self.display_algorithm
@@ -101,15 +119,19 @@ def parse_public_key(element: Element) -> PublicKeyInfo:
         curve, curve_bits = _CURVES[curve_oid]
     if oid == _OID_KEY_ED25519 and len(key_bytes) != 32:
         raise CertParseError("x509: wrong Ed25519 public key size")
-    try:
-        key = serialization.load_der_public_key(element.raw)
-    except (ValueError, UnsupportedAlgorithm):
-        raise CertParseError("x509: failed to parse public key") from None
-    if not isinstance(
-        key,
-        rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | dsa.DSAPublicKey,
-    ):
-        raise CertParseError("x509: unsupported public key")
+    key: PublicKey
+    if oid == _OID_KEY_DSA:
+        key = _parse_dsa(element.raw, algorithm.parameters, key_bytes)
+    else:
+        try:
+            loaded = serialization.load_der_public_key(element.raw)
+        except (ValueError, UnsupportedAlgorithm):
+            raise CertParseError("x509: failed to parse public key") from None
+        if not isinstance(
+            loaded, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+        ):
+            raise CertParseError("x509: unsupported public key")
+        key = loaded
     name = {
         _OID_KEY_RSA: "RSA",
         _OID_KEY_EC: "ECDSA",
@@ -117,6 +139,38 @@ def parse_public_key(element: Element) -> PublicKeyInfo:
         _OID_KEY_ED25519: "Ed25519",
     }[oid]
     return PublicKeyInfo(element.raw, oid, name, key, curve, curve_bits, key_bytes)
+
+
+def _parse_dsa(spki: bytes, parameters: bytes | None, key_bytes: bytes) -> DSAKey:
+    """Go's DSA rules: y an INTEGER, parameters SEQUENCE {p, q, g}, all positive."""
+    try:
+        y = decode_integer(expect(parse_one(key_bytes), TAG_INTEGER, "").content)
+    except CertParseError:
+        raise CertParseError("x509: invalid DSA public key") from None
+    try:
+        numbers = children(expect(parse_one(parameters or b""), TAG_SEQUENCE, ""))
+        if len(numbers) != 3:
+            raise CertParseError("x509: invalid DSA parameters")
+        p, q, g = (decode_integer(expect(n, TAG_INTEGER, "").content) for n in numbers)
+    except CertParseError:
+        raise CertParseError("x509: invalid DSA parameters") from None
+    if min(p, q, g, y) <= 0:
+        raise CertParseError("x509: zero or negative DSA parameter")
+    return DSAKey(p, q, g, y, spki)
+
+
+def _verify_dsa(key: DSAKey, signature: bytes, signed: bytes, hash_name: str) -> None:
+    """Check a DSA signature with cryptography (raises InvalidSignature)."""
+    # cryptography warns that DSA is deprecated on any use of it; here the certificate, not
+    # us, chose DSA, and the warning would be a stray line in the user's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        loaded = serialization.load_der_public_key(key.spki)
+        if not isinstance(loaded, dsa.DSAPublicKey):
+            raise InvalidSignature
+        loaded.verify(signature, signed, HASHES[hash_name]())
 
 
 def verify_signature(
@@ -149,8 +203,8 @@ def verify_signature(
             key.verify(signature, signed, ec.ECDSA(HASHES[scheme.hash]()))
         elif scheme.key_type == "Ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, signed)
-        elif scheme.key_type == "DSA" and isinstance(key, dsa.DSAPublicKey):
-            key.verify(signature, signed, HASHES[scheme.hash]())
+        elif scheme.key_type == "DSA" and isinstance(key, DSAKey):
+            _verify_dsa(key, signature, signed, scheme.hash)
         else:
             return False
     except (InvalidSignature, ValueError, UnsupportedAlgorithm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from cli.certinfo.algorithms import algorithm_display_name
 from cli.certinfo.der import (
@@ -32,7 +32,7 @@ from cli.certinfo.extensions import (
 )
 from cli.certinfo.general_names import GeneralNames, ip_net_string, ip_string
 from cli.certinfo.gofmt import MONTHS, go_printable, go_runes, go_validity_time, int_bytes
-from cli.certinfo.keys import PublicKeyInfo
+from cli.certinfo.keys import DSAKey, PublicKeyInfo
 from cli.certinfo.model import Certificate
 from cli.certinfo.names import Name, flat
 from provisioners.extension import ProvisionerExtension
@@ -140,16 +140,9 @@ def print_subject_information(
         out.append(" " * 16 + "Modulus:")
         hex_block(int_bytes(numbers.n), 15, 20, out)
         out.append("\n" + " " * 16 + f"Exponent: {numbers.e} ({numbers.e:#x})\n")
-    elif isinstance(pk, dsa.DSAPublicKey):
-        numbers_dsa = pk.public_numbers()
-        params = numbers_dsa.parameter_numbers
+    elif isinstance(pk, DSAKey):
         out.append("DSA\n")
-        for label, value in (
-            ("pub", numbers_dsa.y),
-            ("P", params.p),
-            ("Q", params.q),
-            ("G", params.g),
-        ):
+        for label, value in (("pub", pk.y), ("P", pk.p), ("Q", pk.q), ("G", pk.g)):
             _key_printer(label, value, out)
     elif isinstance(pk, ec.EllipticCurvePublicKey):
         point = pk.public_numbers()
