@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import falcon
 
-from api import health, provisioners, renew, revocation, revoke, roots, sign
+from api import health, openapi, provisioners, renew, revocation, revoke, roots, sign
+from api.middleware import RequestLog
 from api.render import (
     handle_ca_error,
     handle_http_error,
@@ -18,7 +19,7 @@ from provisioners.errors import CAError
 
 def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Response]:
     """Wire resources to routes; no CA logic here."""
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[RequestLog()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
@@ -42,6 +43,7 @@ def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Respon
         ("/revoke", revoke.Revoke(authority)),
         ("/crl", revocation.CRL(authority)),
         ("/intermediate.crt", revocation.IntermediateDER(authority)),
+        ("/openapi.json", openapi.OpenAPI()),
     ]
     ocsp = revocation.OCSP(authority)
     routes.append(("/ocsp", ocsp))

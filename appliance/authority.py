@@ -225,9 +225,16 @@ class Authority:
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
         window = limit_window(window, options.not_after_limit, explicit=bool(not_after))
         check_window(window, now, options.claims, self.config.backdate)
+        try:  # names X.509 cannot carry (non-ASCII DNS, a CN over 64) are the caller's error
+            subject_dn = subject_name(subject, self.config.template)
+            alt_names = SubjectAltNames.split(sans)
+            alt_names.general_names()
+        except ValueError as exc:
+            raise CAError(400, f"names {subject!r} {sans!r}: {exc}",
+                          public="invalid certificate subject or SANs") from None
         request = LeafRequest(
-            subject=subject_name(subject, self.config.template),
-            sans=SubjectAltNames.split(sans),
+            subject=subject_dn,
+            sans=alt_names,
             public_key=csr.public_key(),
             not_before=window.not_before,
             not_after=window.not_after,

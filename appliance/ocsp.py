@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
@@ -75,7 +76,7 @@ class OCSPResponder:
         try:
             request = ocsp.load_der_ocsp_request(request_der)
             algorithm = request.hash_algorithm
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # an unknown hash OID too
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         hash_cls = _HASHES.get(algorithm.name)
         if hash_cls is None:

@@ -64,7 +64,37 @@ def parse_token(raw: str) -> Token:
         raise unauthorized(f"authority.Authorize; error parsing token: {exc}") from None
     if not isinstance(claims, dict):
         raise unauthorized("authority.Authorize; token claims are not an object")
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_go_time(claims[name]):
+            raise unauthorized(f"authority.Authorize; error parsing token: invalid {name} claim")
+    if _has_lone_surrogate(header) or _has_lone_surrogate(claims):
+        raise unauthorized("authority.Authorize; error parsing token: invalid UTF-8")
     return Token(raw=raw, header=dict(header), claims=claims)
+
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+# Go's NumericDate is an int64 of seconds; datetime (years 1 to 9999) is narrower still.
+_MIN_TIME, _MAX_TIME = -62135596800, 253402300799
+
+
+def _is_go_time(value: object) -> bool:
+    """A NumericDate every later step can hold: finite, and inside datetime's years. Every
+    provider re-reads the same claims after verifying, so this check covers them all."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value == value and _MIN_TIME <= value <= _MAX_TIME  # NaN != NaN
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """A `\\ud800` escape Python's json keeps as a lone surrogate: such text cannot be
+    stored or encoded; such a token is refused rather than half-used."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 class DisabledProvisioner(Provisioner):
@@ -184,9 +214,14 @@ class ProvisionerRegistry:
         """One page of `/provisioners` and the next cursor ("" on the last page)."""
         limit = DEFAULT_LIMIT
         if limit_text not in (None, ""):
-            if not re.fullmatch(r"[+-]?[0-9]+", str(limit_text)):  # Go's strconv.Atoi
+            text = str(limit_text)
+            if not re.fullmatch(r"[+-]?[0-9]+", text):  # Go's strconv.Atoi
                 raise bad_request(f"limit '{limit_text}' is not an integer")
-            limit = int(str(limit_text))
+            # Atoi also refuses what does not fit in an int64 (and int() refuses > 4300 digits).
+            digits = text.lstrip("+-").lstrip("0") or "0"
+            limit = (-1 if text[0] == "-" else 1) * int(digits[:20])
+            if len(digits) > 19 or not -(1 << 63) <= limit < 1 << 63:
+                raise bad_request(f"limit '{limit_text}' is not an integer")
         if limit <= 0:
             limit = DEFAULT_LIMIT
         limit = min(limit, MAX_LIMIT)

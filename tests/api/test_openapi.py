@@ -1,0 +1,324 @@
+"""api/openapi.json and the falcon app agree; the document is served; JSON bodies are bounded.
+
+In-process (falcon.testing, no gunicorn): the routes are read from the app itself with
+falcon.inspect, so a route added without documenting it (or documented and never added) fails
+here. The real appliance is fuzzed against the same document in tests/e2e/test_fuzz_api.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import falcon
+import falcon.inspect
+import falcon.testing
+import pytest
+import schemathesis
+
+from api.app import create_app
+from api.render import MAX_BODY, MAX_JSON_DEPTH, json_depth, read_json
+from appliance.authority import Authority
+from appliance.config import CAConfig
+from appliance.pki import InitRequest, init_pki
+from provisioners.errors import CAError
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "api" / "openapi.json"
+HTTP_METHODS = {"get", "head", "post", "put", "patch", "delete", "options", "trace"}
+PREFIXES = ("", "/1.0")
+MISSING_OTT = "The request could not be completed: missing ott."
+DECODE_ERROR = "The request could not be completed: error decoding json."
+TOO_LARGE = "The request could not be completed: error decoding json: request body too large."
+TOO_DEEP = (
+    "The request could not be completed: error decoding json: nested deeper than "
+    f"{MAX_JSON_DEPTH} levels."
+)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[falcon.App[Any, Any]]:
+    base = tmp_path_factory.mktemp("openapi") / "step"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STEPPATH", str(base))
+    try:
+        init_pki(InitRequest(base, "OpenAPI", ["127.0.0.1"], "127.0.0.1:9", "admin",
+                             b"ca-pw", b"prov-pw"))
+        authority = Authority(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
+        yield create_app(authority)
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(app: falcon.App[Any, Any]) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(DOCUMENT.read_text()))
+
+
+def documented(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method.upper())
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def served_routes(app: falcon.App[Any, Any]) -> set[tuple[str, str]]:
+    """Every (route template, method) with a responder of ours; falcon's own defaults (the
+    405 responders and OPTIONS) are `internal` and left out."""
+    return {
+        (route.path, method.method)
+        for route in falcon.inspect.inspect_routes(app)
+        for method in route.methods
+        if not method.internal
+    }
+
+
+# --- the document and the routes ----------------------------------------------------------
+
+
+def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
+    assert document["openapi"].startswith("3.1.")
+    schemathesis.openapi.from_dict(document).validate()
+
+
+def test_every_route_and_method_is_documented(
+    app: falcon.App[Any, Any], document: dict[str, Any]
+) -> None:
+    missing = served_routes(app) - documented(document)
+    assert not missing, f"served but not in api/openapi.json: {sorted(missing)}"
+
+
+def test_every_documented_operation_is_served(
+    app: falcon.App[Any, Any], document: dict[str, Any]
+) -> None:
+    routes = served_routes(app)
+    sinks = [re.compile(s.prefix) for s in falcon.inspect.inspect_sinks(app)]
+    assert sinks, "the OCSP GET sink is gone"
+    for path, method in sorted(documented(document) - routes):
+        # Not a route: a sink must take it (with its path parameter filled in) ...
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        assert any(s.match(concrete) for s in sinks), f"documented, not served: {method} {path}"
+        # ... and answer the method with something other than a 404 or a 405.
+        client = falcon.testing.TestClient(app)
+        resp = client.simulate_request(method, concrete)
+        assert resp.status_code not in (404, 405), (method, path, resp.status_code)
+
+
+def test_sinks_are_documented(app: falcon.App[Any, Any], document: dict[str, Any]) -> None:
+    for sink in falcon.inspect.inspect_sinks(app):
+        pattern = re.compile(sink.prefix)
+        covered = [p for p in document["paths"] if pattern.match(re.sub(r"\{[^}]+\}", "x", p))]
+        assert {p.startswith("/1.0/") for p in covered} == {True, False}, sink.prefix
+
+
+def test_every_path_is_documented_at_root_and_under_1_0(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    roots = {p for p in paths if not p.startswith("/1.0/")}
+    assert {"/1.0" + p for p in roots} == set(paths) - roots
+    for path in roots:
+        for method, op in paths[path].items():
+            versioned = dict(paths["/1.0" + path][method])
+            assert versioned.pop("operationId") == op["operationId"] + "V1"
+            assert versioned == {k: v for k, v in op.items() if k != "operationId"}, path
+
+
+def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_every_operation_has_a_success_and_errors_in_step_ca_form(
+    document: dict[str, Any],
+) -> None:
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            statuses = {int(s) for s in op["responses"]}
+            assert any(200 <= s < 300 for s in statuses), (method, path)
+            assert "default" not in op["responses"], "every status is listed"
+            for status, response in op["responses"].items():
+                content = _resolve(document, response).get("content", {})
+                assert content, (method, path, status)
+                if int(status) >= 400:
+                    assert content == {"application/json": {"schema": error}}, (path, status)
+                else:
+                    assert error not in [c.get("schema") for c in content.values()]
+
+
+def test_no_route_is_documented_with_a_500_but_step_cas_renew_quirk(
+    document: dict[str, Any],
+) -> None:
+    """A 500 is a bug, except the one step-ca gives for a renewal token with a wrong audience."""
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            if (method, path.removeprefix("/1.0")) in (("post", "/renew"), ("post", "/re-sign")):
+                assert op["responses"]["500"] == {
+                    "$ref": "#/components/responses/RenewAudience500"
+                }
+            else:
+                assert "500" not in op["responses"], (method, path)
+
+
+# --- serving it ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_document_is_served(client: falcon.testing.TestClient, prefix: str) -> None:
+    resp = client.simulate_get(f"{prefix}/openapi.json")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.content == DOCUMENT.read_bytes()
+    head = client.simulate_head(f"{prefix}/openapi.json")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == "application/json"
+
+
+# --- JSON limits ----------------------------------------------------------------------------
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "raw,depth",
+    [
+        (b"", 0),
+        (b"{}", 1),
+        (b'{"a":[{"b":{}}]}', 4),
+        (b"[[],[[]],[]]", 3),
+        (b'"[[[[["', 0),
+        (b'{"a":"\\"[[[{{{"}', 1),
+        (b'{"a":"\\\\","b":[[1]]}', 3),
+        (b'["]]]]", [["{"]]]', 3),
+        (b'{"x":"\xc3\xa9[[[["}', 1),
+    ],
+)
+def test_json_depth_ignores_strings_and_escapes(raw: bytes, depth: int) -> None:
+    assert json_depth(raw) == depth
+
+
+def test_json_depth_of_a_large_body_is_cheap() -> None:
+    assert json_depth(b"[" * MAX_BODY) == MAX_BODY
+    assert json_depth(b"[]" * (MAX_BODY // 2)) == 1
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("route", ["/sign", "/revoke"])
+def test_deeply_nested_body_is_a_400_not_a_recursion_error(
+    client: falcon.testing.TestClient, prefix: str, route: str
+) -> None:
+    body = '{"csr":' + nested(100_000) + "}"
+    resp = client.simulate_post(prefix + route, body=body,
+                                headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json == {"status": 400, "message": TOO_DEEP}
+
+
+def test_nesting_at_the_limit_is_parsed(client: falcon.testing.TestClient) -> None:
+    data = nested(MAX_JSON_DEPTH - 2, "{}")  # the body object and the innermost {} are two
+    body = '{"csr":"x","templateData":' + data + "}"
+    assert json_depth(body.encode()) == MAX_JSON_DEPTH
+    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
+    assert resp.json == {"status": 400, "message": MISSING_OTT}
+
+    deeper = '{"csr":"x","templateData":' + nested(MAX_JSON_DEPTH - 1, "{}") + "}"
+    resp = client.simulate_post("/sign", body=deeper, headers={"Content-Type": "application/json"})
+    assert resp.json == {"status": 400, "message": TOO_DEEP}
+
+
+def test_brackets_in_strings_do_not_count(client: falcon.testing.TestClient) -> None:
+    body = json.dumps({"csr": "x", "notBefore": "[" * 1000 + '\\"{' * 1000})
+    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
+    assert resp.json == {"status": 400, "message": MISSING_OTT}
+
+
+def test_body_over_one_mib_is_a_400(client: falcon.testing.TestClient) -> None:
+    body = b'{"csr":"' + b"a" * MAX_BODY + b'"}'
+    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json == {"status": 400, "message": TOO_LARGE}
+
+
+def test_content_length_over_one_mib_is_refused_before_reading() -> None:
+    stream = io.BytesIO(b"{}")
+    req = SimpleNamespace(content_length=MAX_BODY + 1, bounded_stream=stream)
+    with pytest.raises(CAError) as err:
+        read_json(cast(falcon.Request, req))
+    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
+    assert stream.tell() == 0, "the body was read"
+
+
+def test_body_longer_than_announced_is_refused() -> None:
+    """Without a trustworthy Content-Length, the read itself stops at MAX_BODY + 1."""
+    stream = io.BytesIO(b"[" * (MAX_BODY + 10))
+    req = SimpleNamespace(content_length=None, bounded_stream=stream)
+    with pytest.raises(CAError) as err:
+        read_json(cast(falcon.Request, req))
+    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
+    assert stream.tell() == MAX_BODY + 1
+
+
+@pytest.mark.parametrize("raw", [b"[NaN]", b"{\"a\":" + nested(MAX_JSON_DEPTH + 1).encode() + b"}"])
+def test_limits_keep_step_ca_error_form(client: falcon.testing.TestClient, raw: bytes) -> None:
+    resp = client.simulate_post("/1.0/sign", body=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    body = resp.json
+    assert set(body) == {"status", "message"} and body["status"] == 400
+    assert body["message"] in (DECODE_ERROR, TOO_DEEP)
+
+
+# --- what the fuzzer found (tests/e2e/test_fuzz_api.py) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "limit", ["9223372036854775808", "-9223372036854775809", "9" * 5000, "1" + "0" * 19]
+)
+def test_provisioners_limit_beyond_int64_is_a_400(
+    client: falcon.testing.TestClient, limit: str
+) -> None:
+    """Go's strconv.Atoi refuses what does not fit in an int64; 5000 digits were a 500."""
+    resp = client.simulate_get("/provisioners", query_string=f"limit={limit}")
+    assert resp.status_code == 400
+    assert resp.json == {
+        "status": 400,
+        "message": f"The request could not be completed: limit '{limit}' is not an integer.",
+    }
+
+
+@pytest.mark.parametrize("limit", ["9223372036854775807", "-9223372036854775808", "%2B0005", ""])
+def test_provisioners_limit_within_int64_is_accepted(
+    client: falcon.testing.TestClient, limit: str
+) -> None:
+    resp = client.simulate_get("/provisioners", query_string=f"limit={limit}")
+    assert resp.status_code == 200
+
+
+def test_lone_surrogates_become_replacement_characters(
+    client: falcon.testing.TestClient,
+) -> None:
+    """Go's decoder makes them U+FFFD; kept, they reached the database (a 500 on /revoke)."""
+    stream = io.BytesIO(b'{"reason":"\\ud800x","\\udfff":["\\ud83d\\ude00"]}')
+    req = SimpleNamespace(content_length=len(stream.getvalue()), bounded_stream=stream)
+    assert read_json(cast(falcon.Request, req)) == {"reason": "\ufffdx", "\ufffd": ["\U0001f600"]}
