@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from appliance.config import CAConfig
 from appliance.logs import REQUEST_ID, configure
 from appliance.pki import InitRequest, init_pki
 from tests.appliance.conftest import TokenMaker, make_csr
+from tests.logging_state import root_logging_restored
 
 CA_PASSWORD = b"ca-pw"
 PROV_PASSWORD = b"prov-pw"
@@ -79,18 +79,10 @@ class Captured:
 
 @pytest.fixture
 def logs() -> Iterator[Captured]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    captured = Captured()
-    captured.use()
-    try:
+    with root_logging_restored():
+        captured = Captured()
+        captured.use()
         yield captured
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-        root.setLevel(level)
-        logging.captureWarnings(False)
 
 
 def test_request_id_is_generated_and_echoed(

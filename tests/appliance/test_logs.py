@@ -13,6 +13,7 @@ import pytest
 from gunicorn.config import Config
 
 from appliance.logs import REQUEST_ID, GunicornLogger, configure, escape
+from tests.logging_state import root_logging_restored
 
 FORGED = "GET /root/abc\n2020-01-01 FORGED-LINE"
 
@@ -20,17 +21,8 @@ FORGED = "GET /root/abc\n2020-01-01 FORGED-LINE"
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
     """configure()'s stream; the root logger and warning capture restored afterwards."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    stream = io.StringIO()
-    try:
-        yield stream
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-        root.setLevel(level)
-        logging.captureWarnings(False)
+    with root_logging_restored():
+        yield io.StringIO()
 
 
 def lines(stream: io.StringIO) -> list[str]:
