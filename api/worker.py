@@ -177,7 +177,11 @@ class Connection(asyncio.Protocol):
     def _expired(self) -> None:
         """Too slow (or idle too long): drop the connection without a TLS goodbye."""
         self.timer = None
-        if self.transport is not None and not self.busy:
+        if self.transport is None or self.busy:
+            return
+        if self.idle:  # a quiet keep-alive connection: a polite TLS goodbye
+            self._close()
+        else:  # a client stalled mid-request gets no more of our time
             self.transport.abort()
 
     # --- reading ------------------------------------------------------------------------
@@ -360,13 +364,33 @@ class Connection(asyncio.Protocol):
         return environ
 
 
-class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
-    """asyncio's server-side TLS, but a failed handshake still sends OpenSSL's alert.
+class _ServerTLSProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's server-side TLS, counted from accept (not only once the handshake is done,
+    so a graceful stop waits for handshakes in progress), and a failed handshake still sends
+    OpenSSL's alert: asyncio drops the connection with the alert (protocol_version,
+    bad_certificate...) still in its buffer, so a client would see a bare EOF instead of the
+    reason, unlike step-ca. One private hook of asyncio; tests/e2e/test_server_tls.py notices
+    if it moves."""
 
-    asyncio drops the connection with the alert (protocol_version, bad_certificate...)
-    still in its buffer, so a client would see a bare EOF instead of the reason, unlike
-    step-ca. One private hook of asyncio; tests/e2e/test_server_tls.py notices if it moves.
-    """
+    def __init__(self, worker: FrontWorker, context: ssl.SSLContext) -> None:
+        super().__init__(
+            worker.loop,
+            Connection(worker),
+            context,
+            None,  # type: ignore[arg-type]  # a server-side connection has no waiter
+            server_side=True,
+            ssl_handshake_timeout=worker.limits.handshake_timeout,  # type: ignore[arg-type]
+            ssl_shutdown_timeout=2.0,
+        )
+        self._open = worker.open_transports
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._open.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._open.discard(self)
+        super().connection_lost(exc)
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         if handshake_exc is not None:
@@ -384,6 +408,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.loop = asyncio.new_event_loop()
         self.connections: set[Connection] = set()
+        self.open_transports: set[asyncio.BaseProtocol] = set()  # TLS, from accept on
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, self.cfg.threads), thread_name_prefix="app"
         )
@@ -442,17 +467,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
         context = self._ssl_context()
 
         def protocol() -> asyncio.BaseProtocol:
-            if context is None:
-                return Connection(self)
-            return _AlertingSSLProtocol(
-                self.loop,
-                Connection(self),
-                context,
-                None,  # type: ignore[arg-type]  # a server-side connection has no waiter
-                server_side=True,
-                ssl_handshake_timeout=self.limits.handshake_timeout,  # type: ignore[arg-type]
-                ssl_shutdown_timeout=2.0,
-            )
+            return Connection(self) if context is None else _ServerTLSProtocol(self, context)
 
         for listener in self.sockets:
             server = await self.loop.create_server(
@@ -474,7 +489,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + self.cfg.graceful_timeout
-        while self.connections and time.monotonic() < deadline:
+        while (self.connections or self.open_transports) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn._close()
