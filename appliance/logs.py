@@ -22,11 +22,8 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, TextIO
 
-from gunicorn import glogging
-
 __all__ = [
     "REQUEST_ID",
-    "GunicornLogger",
     "JSONFormatter",
     "LogFormat",
     "TextFormatter",
@@ -146,8 +143,8 @@ def configure(
     """Send every logger of the process to one stderr handler in `fmt`; `quiet` = WARNING+.
 
     Replaces the handler of an earlier call (tests call this more than once). gunicorn joins
-    through `GunicornLogger`; Python warnings go through the log as well, so nothing reaches
-    stderr in another shape.
+    through `api.server.GunicornLogger`; Python warnings go through the log as well, so
+    nothing reaches stderr in another shape.
     """
     try:
         formatter = _FORMATTERS[fmt]()
@@ -164,27 +161,3 @@ def configure(
     root.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.captureWarnings(True)
     return handler
-
-
-class GunicornLogger(glogging.Logger):  # type: ignore[misc]
-    """gunicorn's logger, minus its own handlers and format: its error log goes to the root
-    logger (our handler, our level, so `--quiet` silences its INFO lines too) and its access
-    log is off (the API's middleware logs each request once, with more fields)."""
-
-    def setup(self, cfg: Any) -> None:
-        self.cfg = cfg
-        self._access_log_enabled = False
-        for log in (self.error_log, self.access_log):
-            for handler in list(log.handlers):
-                log.removeHandler(handler)
-        self.error_log.setLevel(logging.NOTSET)  # the root's level: configure() decides
-        self.error_log.propagate = True
-        self.access_log.propagate = False
-        self.access_log.disabled = True
-
-    @property
-    def access_log_enabled(self) -> bool:
-        return False
-
-    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        """Requests are logged by the falcon middleware, not here."""

@@ -50,8 +50,8 @@ def serve(
     """
     configure(log_format, quiet)
     password = read_password_file(password_file) if password_file else None
-    from appliance.server import ApplianceServer, ListenError, check_listen
-    from appliance.tls import ServerTLS
+    from api.server import ApplianceServer, ListenError, check_listen
+    from api.tls import ServerTLS
 
     try:
         cfg = CAConfig.load(config)

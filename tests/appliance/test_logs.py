@@ -1,5 +1,5 @@
-"""appliance.logs: one line per record in both formats, whatever the client sent; gunicorn's
-error log in the same format and level; `quiet` keeps warnings and errors only."""
+"""appliance.logs: one line per record in both formats, whatever the client sent; `quiet`
+keeps warnings and errors only."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
-from gunicorn.config import Config
 
-from appliance.logs import REQUEST_ID, GunicornLogger, configure, escape
+from appliance.logs import REQUEST_ID, configure, escape
 from tests.logging_state import root_logging_restored
 
 FORGED = "GET /root/abc\n2020-01-01 FORGED-LINE"
@@ -119,28 +118,6 @@ def test_configure_replaces_its_handler(out: io.StringIO) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="json or text"):
         configure("xml")
-
-
-@pytest.mark.parametrize("quiet", [False, True])
-def test_gunicorn_logs_in_our_format_and_level(out: io.StringIO, quiet: bool) -> None:
-    configure("json", quiet=quiet, stream=out)
-    cfg = Config()
-    cfg.set("loglevel", "debug")  # ignored: configure() decides
-    glog = GunicornLogger(cfg)
-    glog.info("Starting gunicorn %s", "27")
-    glog.info("Booting worker with pid: %s", 42)
-    glog.error("Invalid request from ip=%s: %s", "127.0.0.1", "bad\nline")
-    glog.access(None, None, {}, None)
-    assert not glog.access_log_enabled
-    glog.setup(cfg)  # gunicorn's reload runs setup again: still one handler, still ours
-    glog.warning("after reload")
-    records = [json.loads(line) for line in lines(out)]
-    levels = [r["level"] for r in records]
-    assert levels == (["error", "warning"] if quiet else ["info", "info", "error", "warning"])
-    assert {r["logger"] for r in records} == {"gunicorn.error"}
-    assert records[-2]["msg"].endswith("bad\nline")
-    assert logging.getLogger("gunicorn.error").handlers == []
-    assert logging.getLogger("gunicorn.access").handlers == []
 
 
 def test_python_warnings_go_through_the_log(out: io.StringIO) -> None:

@@ -73,7 +73,7 @@ def json_records(text: str) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             raise AssertionError(
-                f"not a JSON line (is gunicorn's logger_class appliance.logs.GunicornLogger?): "
+                f"not a JSON line (is gunicorn's logger_class api.server.GunicornLogger?): "
                 f"{line!r}"
             ) from None
         assert isinstance(record, dict) and {"time", "level", "logger", "msg"} <= set(record)

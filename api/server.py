@@ -14,14 +14,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from api.app import create_app
+from api.tls import ServerTLS
 from api.worker import Limits
 from appliance.authority import Authority
 from appliance.config import CAConfig
-from appliance.logs import GunicornLogger
-from appliance.tls import ServerTLS
 
 log = logging.getLogger("stepstone.server")
 
@@ -126,3 +126,27 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         return create_app(self.authority)
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, minus its own handlers and format: its error log goes to the root
+    logger (our handler, our level, so `--quiet` silences its INFO lines too) and its access
+    log is off (the API's middleware logs each request once, with more fields)."""
+
+    def setup(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self._access_log_enabled = False
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+        self.error_log.setLevel(logging.NOTSET)  # the root's level: configure() decides
+        self.error_log.propagate = True
+        self.access_log.propagate = False
+        self.access_log.disabled = True
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return False
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Requests are logged by the falcon middleware, not here."""
