@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -21,12 +20,7 @@ import falcon.testing
 import pytest
 import schemathesis
 
-from api.app import create_app
-from api.render import MAX_BODY, MAX_JSON_DEPTH, json_depth, read_json
-from appliance.authority import Authority
-from appliance.config import CAConfig
-from appliance.pki import InitRequest, init_pki
-from provisioners.errors import CAError
+from api.render import MAX_JSON_DEPTH, read_json
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "api" / "openapi.json"
 HTTP_METHODS = {"get", "head", "post", "put", "patch", "delete", "options", "trace"}
@@ -38,25 +32,6 @@ TOO_DEEP = (
     "The request could not be completed: error decoding json: nested deeper than "
     f"{MAX_JSON_DEPTH} levels."
 )
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[falcon.App[Any, Any]]:
-    base = tmp_path_factory.mktemp("openapi") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(InitRequest(base, "OpenAPI", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))
-        authority = Authority(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
-        yield create_app(authority)
-    finally:
-        mp.undo()
-
-
-@pytest.fixture(scope="module")
-def client(app: falcon.App[Any, Any]) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(app)
 
 
 @pytest.fixture(scope="module")
@@ -192,101 +167,6 @@ def test_document_is_served(client: falcon.testing.TestClient, prefix: str) -> N
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-type"] == "application/json"
-
-
-# --- JSON limits ----------------------------------------------------------------------------
-
-
-def nested(depth: int, inner: str = "1") -> str:
-    return "[" * depth + inner + "]" * depth
-
-
-@pytest.mark.parametrize(
-    "raw,depth",
-    [
-        (b"", 0),
-        (b"{}", 1),
-        (b'{"a":[{"b":{}}]}', 4),
-        (b"[[],[[]],[]]", 3),
-        (b'"[[[[["', 0),
-        (b'{"a":"\\"[[[{{{"}', 1),
-        (b'{"a":"\\\\","b":[[1]]}', 3),
-        (b'["]]]]", [["{"]]]', 3),
-        (b'{"x":"\xc3\xa9[[[["}', 1),
-    ],
-)
-def test_json_depth_ignores_strings_and_escapes(raw: bytes, depth: int) -> None:
-    assert json_depth(raw) == depth
-
-
-def test_json_depth_of_a_large_body_is_cheap() -> None:
-    assert json_depth(b"[" * MAX_BODY) == MAX_BODY
-    assert json_depth(b"[]" * (MAX_BODY // 2)) == 1
-
-
-@pytest.mark.parametrize("prefix", PREFIXES)
-@pytest.mark.parametrize("route", ["/sign", "/revoke"])
-def test_deeply_nested_body_is_a_400_not_a_recursion_error(
-    client: falcon.testing.TestClient, prefix: str, route: str
-) -> None:
-    body = '{"csr":' + nested(100_000) + "}"
-    resp = client.simulate_post(prefix + route, body=body,
-                                headers={"Content-Type": "application/json"})
-    assert resp.status_code == 400
-    assert resp.json == {"status": 400, "message": TOO_DEEP}
-
-
-def test_nesting_at_the_limit_is_parsed(client: falcon.testing.TestClient) -> None:
-    data = nested(MAX_JSON_DEPTH - 2, "{}")  # the body object and the innermost {} are two
-    body = '{"csr":"x","templateData":' + data + "}"
-    assert json_depth(body.encode()) == MAX_JSON_DEPTH
-    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
-    assert resp.json == {"status": 400, "message": MISSING_OTT}
-
-    deeper = '{"csr":"x","templateData":' + nested(MAX_JSON_DEPTH - 1, "{}") + "}"
-    resp = client.simulate_post("/sign", body=deeper, headers={"Content-Type": "application/json"})
-    assert resp.json == {"status": 400, "message": TOO_DEEP}
-
-
-def test_brackets_in_strings_do_not_count(client: falcon.testing.TestClient) -> None:
-    body = json.dumps({"csr": "x", "notBefore": "[" * 1000 + '\\"{' * 1000})
-    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
-    assert resp.json == {"status": 400, "message": MISSING_OTT}
-
-
-def test_body_over_one_mib_is_a_400(client: falcon.testing.TestClient) -> None:
-    body = b'{"csr":"' + b"a" * MAX_BODY + b'"}'
-    resp = client.simulate_post("/sign", body=body, headers={"Content-Type": "application/json"})
-    assert resp.status_code == 400
-    assert resp.json == {"status": 400, "message": TOO_LARGE}
-
-
-def test_content_length_over_one_mib_is_refused_before_reading() -> None:
-    stream = io.BytesIO(b"{}")
-    req = SimpleNamespace(content_length=MAX_BODY + 1, bounded_stream=stream)
-    with pytest.raises(CAError) as err:
-        read_json(cast(falcon.Request, req))
-    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
-    assert stream.tell() == 0, "the body was read"
-
-
-def test_body_longer_than_announced_is_refused() -> None:
-    """Without a trustworthy Content-Length, the read itself stops at MAX_BODY + 1."""
-    stream = io.BytesIO(b"[" * (MAX_BODY + 10))
-    req = SimpleNamespace(content_length=None, bounded_stream=stream)
-    with pytest.raises(CAError) as err:
-        read_json(cast(falcon.Request, req))
-    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
-    assert stream.tell() == MAX_BODY + 1
-
-
-@pytest.mark.parametrize("raw", [b"[NaN]", b"{\"a\":" + nested(MAX_JSON_DEPTH + 1).encode() + b"}"])
-def test_limits_keep_step_ca_error_form(client: falcon.testing.TestClient, raw: bytes) -> None:
-    resp = client.simulate_post("/1.0/sign", body=raw, headers={"Content-Type": "application/json"})
-    assert resp.status_code == 400
-    body = resp.json
-    assert set(body) == {"status", "message"} and body["status"] == 400
-    assert body["message"] in (DECODE_ERROR, TOO_DEEP)
 
 
 # --- what the fuzzer found (tests/e2e/test_fuzz_api.py) -------------------------------------
