@@ -241,11 +241,11 @@ class Authority:
             extension=options.extension,
             revocation=self._pointers,
         )
-        cert = build_leaf(request, self.intermediates[0], self.signer)
-        self.repository.record_issuance(
+        # The token is burned before the signature (see Repository.issue).
+        cert = self.repository.issue(
             UsedToken(options.token_id, options.provisioner_name, options.token_expires),
-            cert,
             options.provisioner_name,
+            lambda: build_leaf(request, self.intermediates[0], self.signer),
         )
         log.debug(  # the request line (api/middleware.py) carries subject and serial
             "issued serial=%s subject=%r provisioner=%r not_after=%s",
@@ -299,15 +299,18 @@ class Authority:
         # Same total lifetime, backdated like issuance; a very short certificate is not
         # backdated, or its renewal would start out expired.
         backdate = self.config.backdate if lifetime > 2 * self.config.backdate else timedelta(0)
-        cert = build_renewal(
-            old,
-            public_key,
-            now - backdate,
-            now + lifetime - backdate,
-            self.intermediates[0],
-            self.signer,
+        cert = self.repository.issue(  # a renew token is burned before the signature
+            token,
+            prov_name,
+            lambda: build_renewal(
+                old,
+                public_key,
+                now - backdate,
+                now + lifetime - backdate,
+                self.intermediates[0],
+                self.signer,
+            ),
         )
-        self.repository.record_issuance(token, cert, prov_name)
         log.debug("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
         return SignResult(cert, [cert, *self.intermediates])
 

@@ -1,7 +1,14 @@
-"""The CA's reads and writes, each in one short transaction."""
+"""The CA's reads and writes, each in one transaction.
+
+Unique violations are told apart by the table the database names, never guessed: on
+used_tokens a replay, on x509_certs a serial collision, on revoked_x509_certs a second
+revocation.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +20,16 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
-from provisioners.errors import CAError, bad_request, unauthorized, unavailable
+from provisioners.errors import CAError, bad_request, internal, unauthorized, unavailable
+
+log = logging.getLogger(__name__)
+
+# Signatures tried before giving up on finding a free serial (odds of one clash: 2^-128 per
+# stored certificate, unless the generator is broken).
+SERIAL_ATTEMPTS = 3
+_PG_UNIQUE_VIOLATION = "23505"
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
+_SQLITE_UNIQUE_MESSAGE = re.compile(r"UNIQUE constraint failed: (\w+)\.")
 
 
 @dataclass(frozen=True)
@@ -73,63 +89,77 @@ class Repository:
 
     @staticmethod
     def _burn(conn: Connection, token: UsedToken | None, now: datetime) -> None:
+        """Insert the token's row: a primary-key conflict means it was used before (401).
+
+        On PostgreSQL a concurrent INSERT of the same id waits for the first transaction to
+        end and then fails, so a replay racing the first use never gets past this line.
+        """
         if token is None:
             return
         try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(used_tokens).values(
-                        id=token.id,
-                        provisioner=token.provisioner,
-                        used_at=now,
-                        expires_at=token.expires_at,
-                    )
+            conn.execute(
+                insert(used_tokens).values(
+                    id=token.id,
+                    provisioner=token.provisioner,
+                    used_at=now,
+                    expires_at=token.expires_at,
                 )
-        except IntegrityError:
+            )
+        except IntegrityError as exc:
+            if unique_violation_table(exc) != used_tokens.name:
+                raise
             raise unauthorized("authority.Authorize: token already used") from None
 
-    def record_issuance(
-        self, token: UsedToken | None, cert: x509.Certificate, provisioner: str
-    ) -> None:
-        """Burn the token (if any) and store the certificate atomically.
+    def issue(
+        self,
+        token: UsedToken | None,
+        provisioner: str,
+        build: Callable[[], x509.Certificate],
+    ) -> x509.Certificate:
+        """Burn the token, then sign (`build`) and store the certificate, in one transaction.
 
-        The token row is a plain INSERT on a primary key, so two appliances sharing the
-        database cannot both accept one token: the loser gets a unique violation (401) and its
-        certificate is never returned. Nothing is written when anything fails. (A serial
-        collision, the only other unique violation, has odds of 2^-128.)
+        The token row is written first, so a replay (here, or on another appliance sharing
+        the database) fails with 401 before any (HSM) signature is made. The certificate row
+        joins the same transaction: both commit together or not at all, and the certificate
+        is returned only after the commit. A failure or crash after the burn rolls the token
+        back and no certificate leaves the CA unrecorded. A serial collision (a unique
+        violation on x509_certs) is retried with a new serial inside a savepoint; it is never
+        reported as a replay.
         """
         now = datetime.now(UTC)
-        try:
-            with self._transaction() as conn:
-                if token is not None:
-                    conn.execute(
-                        insert(used_tokens).values(
-                            id=token.id,
-                            provisioner=token.provisioner,
-                            used_at=now,
-                            expires_at=token.expires_at,
+        with self._transaction() as conn:
+            self._burn(conn, token, now)
+            for _ in range(SERIAL_ATTEMPTS):
+                cert = build()
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            insert(x509_certs).values(
+                                serial=str(cert.serial_number),
+                                der=cert.public_bytes(Encoding.DER),
+                                provisioner=provisioner,
+                                subject=cert.subject.rfc4514_string()[:1024],
+                                not_after=cert.not_valid_after_utc,
+                                issued_at=now,
+                            )
                         )
-                    )
-                conn.execute(
-                    insert(x509_certs).values(
-                        serial=str(cert.serial_number),
-                        der=cert.public_bytes(Encoding.DER),
-                        provisioner=provisioner,
-                        subject=cert.subject.rfc4514_string()[:1024],
-                        not_after=cert.not_valid_after_utc,
-                        issued_at=now,
-                    )
-                )
-        except IntegrityError:
-            raise unauthorized("authority.Authorize: token already used") from None
+                except IntegrityError as exc:
+                    if unique_violation_table(exc) != x509_certs.name:
+                        raise
+                    log.warning("serial %s already issued; signing again", cert.serial_number)
+                    continue
+                return cert
+            raise internal(f"no free serial number after {SERIAL_ATTEMPTS} attempts")
 
     def revoke(self, rev: Revocation, token: UsedToken | None) -> None:
-        """Record a revocation in the transaction that checks the certificate exists.
+        """Record a revocation in the transaction that burns the token and checks the serial.
 
-        Unknown serial: 404. Already revoked: step-ca's 400. Token replayed: 401.
+        Token replayed: 401 (checked first, as step-ca authorises before it looks the serial
+        up). Unknown serial: 404. Already revoked: step-ca's 400. Any failure writes nothing.
         """
         serial = str(rev.serial)
         with self._transaction() as conn:
+            self._burn(conn, token, rev.revoked_at)
             not_after = conn.execute(
                 select(x509_certs.c.not_after).where(x509_certs.c.serial == serial)
             ).scalar_one_or_none()
@@ -139,22 +169,22 @@ class Repository:
                     f"revoke: serial {serial} not found",
                     public=f"certificate with serial number '{serial}' was not found",
                 )
-            self._burn(conn, token, rev.revoked_at)
             try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(revoked_x509_certs).values(
-                            serial=serial,
-                            reason_code=rev.reason_code,
-                            reason=rev.reason[:1024],
-                            revoked_at=rev.revoked_at,
-                            expires_at=not_after,
-                            provisioner=rev.provisioner,
-                            token_id=rev.token_id,
-                            mtls=rev.mtls,
-                        )
+                conn.execute(
+                    insert(revoked_x509_certs).values(
+                        serial=serial,
+                        reason_code=rev.reason_code,
+                        reason=rev.reason[:1024],
+                        revoked_at=rev.revoked_at,
+                        expires_at=not_after,
+                        provisioner=rev.provisioner,
+                        token_id=rev.token_id,
+                        mtls=rev.mtls,
                     )
-            except IntegrityError:
+                )
+            except IntegrityError as exc:
+                if unique_violation_table(exc) != revoked_x509_certs.name:
+                    raise
                 raise bad_request(
                     f"certificate with serial number '{serial}' is already revoked"
                 ) from None
@@ -245,6 +275,23 @@ class Repository:
         with self.engine.begin() as conn:
             result = conn.execute(delete(used_tokens).where(used_tokens.c.expires_at < before))
         return int(result.rowcount or 0)
+
+
+def unique_violation_table(exc: IntegrityError) -> str | None:
+    """The table whose primary key or unique constraint `exc` violated, from the driver's
+    report (PostgreSQL's SQLSTATE and diagnostics, SQLite's extended error code); None for any
+    other integrity error, so a NOT NULL or foreign-key failure is never mistaken for one."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:  # psycopg
+        if sqlstate != _PG_UNIQUE_VIOLATION:
+            return None
+        table = getattr(getattr(orig, "diag", None), "table_name", None)
+        return str(table) if table else None
+    if getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE:
+        found = _SQLITE_UNIQUE_MESSAGE.match(str(orig))
+        return found.group(1) if found else None
+    return None
 
 
 def _aware(value: datetime) -> datetime:

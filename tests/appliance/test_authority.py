@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import func, select
 
+from appliance import profiles
 from appliance.authority import Authority
 from appliance.db.models import used_tokens, x509_certs
+from keystores import KeyStoreError, SigningKey
 from provisioners.errors import CAError
 from provisioners.extension import ProvisionerExtension
 from tests.appliance.conftest import TokenMaker, approx, make_csr, now_utc
@@ -188,3 +190,60 @@ def test_root_lookup(authority: Authority) -> None:
     assert authority.root_by_fingerprint(dashed) == authority.roots[0]
     with _fails(404):
         authority.root_by_fingerprint("00" * 32)
+
+
+class _CountingSigner:
+    """Stands in for `issuer_signer.get`: counts every time the key is fetched to sign."""
+
+    def __init__(self, authority: Authority, fail: Exception | None = None) -> None:
+        self._real = authority.issuer_signer.get
+        self.fail = fail
+        self.calls = 0
+
+    def __call__(self) -> SigningKey:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return self._real()
+
+
+def test_replay_costs_no_signature(
+    authority: Authority, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = _CountingSigner(authority)
+    monkeypatch.setattr(authority.issuer_signer, "get", counting)
+    ott = token()
+    authority.sign(make_csr("foo.test", []), ott)
+    assert counting.calls == 1
+    with _fails(401):
+        authority.sign(make_csr("foo.test", []), ott)
+    assert counting.calls == 1, "the replay reached the signer"
+
+
+def test_serial_collision_is_signed_again_not_a_replay(
+    authority: Authority, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = authority.sign(make_csr("foo.test", []), token()).certificate
+    serials = iter([first.serial_number, 4242])
+    monkeypatch.setattr(profiles, "random_serial", lambda: next(serials))
+    second = authority.sign(make_csr("foo.test", []), token()).certificate
+    assert second.serial_number == 4242
+    assert authority.repository.certificate(4242) == second
+    assert authority.repository.certificate(first.serial_number) == first
+    assert _rows(authority) == (2, 2)
+
+
+def test_signer_failure_after_the_burn_keeps_the_token(
+    authority: Authority, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HSM failing after the token was burned rolls the burn back: the token still buys
+    its certificate once the signer is back, and nothing unrecorded was issued."""
+    ott = token()
+    broken = _CountingSigner(authority, fail=KeyStoreError("HSM unplugged"))
+    monkeypatch.setattr(authority.issuer_signer, "get", broken)
+    with pytest.raises(KeyStoreError):
+        authority.sign(make_csr("foo.test", []), ott)
+    assert broken.calls == 1 and _rows(authority) == (0, 0)
+    monkeypatch.undo()
+    authority.sign(make_csr("foo.test", []), ott)
+    assert _rows(authority) == (1, 1)

@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from appliance import profiles
 from appliance.authority import Authority, RevokeRequest
 from appliance.config import CAConfig
+from keystores import SigningKey
 from provisioners.errors import CAError
 from tests.appliance.conftest import PASSWORD, TokenMaker, approx, edit_config, make_csr
 
@@ -257,3 +259,50 @@ def test_delegated_ocsp_signer(ca_dir: Path, authority: Authority, token: TokenM
     delegate.public_key().verify(  # type: ignore[union-attr, call-arg]
         resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256())
     )
+
+
+def test_renew_token_replay_costs_no_signature(
+    authority: Authority, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = _issue(authority, token, key)
+    raw = _renew_token(old, key, "https://ca.test/1.0/renew")
+    authority.renew_with_token(raw)
+    fetched: list[int] = []
+    real = authority.issuer_signer.get
+
+    def counting() -> SigningKey:
+        fetched.append(1)
+        return real()
+
+    monkeypatch.setattr(authority.issuer_signer, "get", counting)
+    with pytest.raises(CAError) as err:
+        authority.renew_with_token(raw)
+    assert _status(err) == 401 and fetched == []
+
+
+def test_renewal_serial_collision_is_retried(
+    authority: Authority, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = _issue(authority, token, key)
+    serials = iter([old.serial_number, 777])
+    monkeypatch.setattr(profiles, "random_serial", lambda: next(serials))
+    assert authority.renew(old).certificate.serial_number == 777
+    assert authority.repository.certificate(old.serial_number) == old
+
+
+def test_revoke_token_replay_is_401(authority: Authority, token: TokenMaker) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    certs = [_issue(authority, token, key) for _ in range(2)]
+    jti = "one-revoke-token"
+    for cert, status in ((certs[0], None), (certs[1], 401)):
+        ott = token(str(cert.serial_number), aud="https://ca.test/1.0/revoke", sans=None, jti=jti)
+        if status is None:
+            authority.revoke(RevokeRequest(cert.serial_number, 1, "", ott), None)
+            continue
+        with pytest.raises(CAError) as err:
+            authority.revoke(RevokeRequest(cert.serial_number, 1, "", ott), None)
+        assert _status(err) == status
+    assert authority.repository.is_revoked(certs[0].serial_number)
+    assert not authority.repository.is_revoked(certs[1].serial_number)
