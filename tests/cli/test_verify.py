@@ -28,7 +28,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from typer.testing import CliRunner
 
 from cli.certificate import app
-from cli.verify import Cert, go_hostname_problem
+from cli.verify_hostname import go_hostname_problem
+from cli.verify_inputs import Cert
 
 runner = CliRunner()
 NOW = datetime.datetime.now(datetime.UTC)
