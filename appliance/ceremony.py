@@ -1,6 +1,6 @@
 """Key ceremonies: the offline root, signing an intermediate, and the ceremony record.
 
-The root is born in a key store that can be carried away (an HSM token, a YubiKey, an
+The root is born in a key store that can be carried away (an HSM token, a security key, an
 encrypted file on removable media), signs the intermediate's CSR on a machine that is not the
 appliance, and leaves. Everything here works on any key store through `open_keystore` and the
 `KeyStore` interface only.
@@ -12,7 +12,8 @@ line is one entry, written compactly with its fields in this order:
 - `time`: when, RFC 3339 UTC (`2025-01-31T12:00:00Z`);
 - `who`: `user@host` of the process that ran the step;
 - `command`: the command, e.g. `step ca ceremony sign-intermediate`;
-- `key_uris`: the keys used or created (`pin-value`, `management-key` replaced by `REDACTED`);
+- `key_uris`: the keys used or created (secrets such as `pin-value` replaced by `REDACTED`,
+  see `keystores.redact_uri`);
 - `public_key_sha256`: SHA-256 (hex) of each key's SubjectPublicKeyInfo DER, in the order of
   `key_uris`;
 - `certificate_sha256`: SHA-256 (hex, step's fingerprint) of each certificate created or used;
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -56,12 +58,14 @@ from keystores import (
     PublicKey,
     SigningKey,
     open_keystore,
+    redact_uri,
     write_atomic,
 )
-from keystores.uri import split_scheme
+from keystores.location import REDACTED
 
 __all__ = [
     "FIELDS",
+    "REDACTED",
     "CeremonyError",
     "RecordError",
     "RecordSummary",
@@ -96,8 +100,6 @@ FIELDS = (
     "entry_sha256",
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SECRET_ATTR = re.compile(r"((?:^|[:;?&])(?:pin-value|management-key)=)[^;&]*", re.IGNORECASE)
-REDACTED = "REDACTED"
 
 
 class CeremonyError(Exception):
@@ -130,15 +132,6 @@ def sha256_hex(data: bytes) -> str:
 def certificate_sha256(cert: x509.Certificate) -> str:
     """SHA-256 hex of the certificate's DER: step's fingerprint."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with every `pin-value` (and YubiKey `management-key`) replaced by `REDACTED`;
-    file paths pass unchanged."""
-    scheme, _ = split_scheme(uri)
-    if scheme in (None, "file"):
-        return uri
-    return _SECRET_ATTR.sub(lambda m: m.group(1) + REDACTED, uri)
 
 
 def who() -> str:
@@ -343,8 +336,8 @@ def check_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str)
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError) as exc:
         raise CeremonyError(f"{what} was not issued by the root: {exc}") from None
-    except Exception as exc:  # InvalidSignature has no message
-        raise CeremonyError(f"{what} was not signed by the root ({type(exc).__name__})") from None
+    except InvalidSignature:  # it has no message
+        raise CeremonyError(f"{what} was not signed by the root (InvalidSignature)") from None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
@@ -29,7 +30,7 @@ def parse_csr(pem: str) -> x509.CertificateSigningRequest:
         ) from None
     try:
         ok = csr.is_signature_valid
-    except Exception:  # an unsupported key or algorithm cannot be checked: treat as invalid
+    except (UnsupportedAlgorithm, ValueError):  # a key or algorithm that cannot be checked
         ok = False
     if not ok:
         raise bad_request("invalid csr")

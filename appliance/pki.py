@@ -12,10 +12,11 @@ Three ways, all ending in the same `ca.json`/`defaults.json`:
   elsewhere (`appliance.ceremony.sign_intermediate`); `complete_init` checks the certificate
   against the pending key and the root, then writes the configuration.
 
-For a key outside the file store, ca.json gets step-ca's form: `"key"` holds the key's own
-attributes (`pkcs11:id=7331;object=intermediate-key`) and `"kms": {"type", "uri"}` the
-module/token part with its `pin-source` (a `pin-value` is kept only when no `pin-source` was
-given). Every run appends an entry to the ceremony record (`appliance.ceremony`).
+For a key outside the file store, ca.json gets step-ca's form (`keystores.KeyLocation`):
+`"key"` holds the key's own attributes (`pkcs11:id=7331;object=intermediate-key`) and
+`"kms": {"type", "uri"}` the store part with its `pin-source` (a `pin-value` is kept only
+when no `pin-source` was given). Every run appends an entry to the ceremony record
+(`appliance.ceremony`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,8 +42,17 @@ from appliance import ceremony
 from appliance.authority import fingerprint
 from appliance.config import DEFAULT_TLS
 from appliance.profiles import build_intermediate, build_root, hash_for
-from keystores import KeySpec, KeyStore, PublicKey, SigningKey, open_keystore, write_atomic
-from keystores.uri import file_uri_path, split_scheme
+from keystores import (
+    KeyLocation,
+    KeySpec,
+    KeyStore,
+    PublicKey,
+    SigningKey,
+    is_hardware,
+    normalize_key_uri,
+    open_keystore,
+    write_atomic,
+)
 from provisioners.jose import encrypt_jwk, private_jwk, public_jwk
 
 __all__ = [
@@ -53,18 +62,13 @@ __all__ = [
     "InitResult",
     "ca_url",
     "complete_init",
-    "config_key",
     "init_csr",
     "init_pki",
-    "normalize_key_uri",
     "write_json",
 ]
 
 PENDING_NAME = "init-pending.json"
 _PENDING_VERSION = 1
-# Attributes that name a key (go to ca.json "key"); the rest name the store ("kms.uri").
-_KEY_ATTRS = {"pkcs11": {"id", "object"}, "yubikey": {"slot-id"}}
-_FILE_SCHEMES = (None, "file")
 
 Progress = Callable[[str], None]
 
@@ -142,85 +146,13 @@ def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
     write_atomic(path, json.dumps(data, indent="\t").encode(), mode=mode)
 
 
-# --- key URIs -------------------------------------------------------------------------------
-
-
-def normalize_key_uri(uri: str) -> str:
-    """A key URI that means the same from any directory: a file key (path or `file:` URI) as
-    an absolute path, a relative `pin-source` made absolute; anything else unchanged."""
-    scheme, rest = split_scheme(uri)
-    if scheme is None:
-        return str(Path(uri).expanduser().absolute())
-    if scheme == "file":
-        return str(Path(file_uri_path(uri)).expanduser().absolute())
-    if "pin-source" not in uri:
-        return uri
-    path_part, sep, query_part = rest.partition("?")
-    path_items = [_absolute_pin_source(i) for i in path_part.split(";")]
-    query_items = [_absolute_pin_source(i) for i in query_part.split("&")] if sep else []
-    return f"{scheme}:{';'.join(path_items)}{sep}{'&'.join(query_items)}"
-
-
-def _absolute_pin_source(item: str) -> str:
-    name, _, value = item.partition("=")
-    if unquote(name) != "pin-source":
-        return item
-    path = unquote(value)
-    scheme, _ = split_scheme(path)
-    if scheme is None and path and not Path(path).is_absolute():
-        return f"{name}={quote(str(Path(path).absolute()), safe='/')}"
-    return item
-
-
-def config_key(uri: str) -> tuple[str, dict[str, Any] | None]:
-    """ca.json's `key` and `kms` for a key URI, in step-ca's form.
-
-    A file key gives its absolute path and no `kms`. A `pkcs11:` (or `yubikey:`) URI is
-    split: the key's own attributes (`id`, `object`; `slot-id`) become `key`, everything else
-    (`module-path`, `token`, ..., `pin-source`) becomes `kms.uri`. A `pin-value` is dropped
-    when a `pin-source` is there; a relative `pin-source` is made absolute. Other schemes are
-    kept whole in `key`.
-    """
-    scheme, rest = split_scheme(uri)
-    if scheme in _FILE_SCHEMES:
-        return normalize_key_uri(uri), None
-    assert scheme is not None
-    key_names = _KEY_ATTRS.get(scheme)
-    if key_names is None:
-        return uri, None
-    path_part, _, query_part = rest.partition("?")
-    key_attrs: list[str] = []
-    store_path: list[str] = []
-    store_query: list[str] = []
-    for items, target in ((path_part.split(";"), store_path), (query_part.split("&"), store_query)):
-        for item in filter(None, items):
-            name = unquote(item.partition("=")[0])
-            if name in key_names:
-                key_attrs.append(item)
-            elif name == "pin-source":
-                target.append(_absolute_pin_source(item))
-            else:
-                target.append(item)
-    names = {unquote(i.partition("=")[0]) for i in store_path + store_query}
-    if "pin-source" in names:
-        store_path = [i for i in store_path if unquote(i.partition("=")[0]) != "pin-value"]
-        store_query = [i for i in store_query if unquote(i.partition("=")[0]) != "pin-value"]
-    key = f"{scheme}:{';'.join(key_attrs)}"
-    if not store_path and not store_query:
-        return key, None
-    store = f"{scheme}:{';'.join(store_path)}"
-    if store_query:
-        store += f"?{'&'.join(store_query)}"
-    return key, {"type": scheme, "uri": store}
-
-
 # --- shared pieces --------------------------------------------------------------------------
 
 
 def _password_for(uri: str, password: bytes | None) -> bytes | None:
-    """The CA password decrypts file keys only; it is never tried as an HSM or YubiKey PIN
-    (a wrong PIN costs a retry): those take theirs from `pin-source`/`pin-value`."""
-    return password if split_scheme(uri)[0] in (*_FILE_SCHEMES, "softkms") else None
+    """The CA password decrypts file keys only; it is never tried as a device PIN (a wrong
+    PIN costs a retry): those take theirs from `pin-source`/`pin-value`."""
+    return None if is_hardware(uri) else password
 
 
 def _now() -> datetime:
@@ -251,7 +183,7 @@ def _write_configs(
     provisioner: dict[str, Any],
     key_uri: str,
 ) -> None:
-    key, kms = config_key(key_uri)
+    key, kms = KeyLocation.split(key_uri).config()
     ca_json: dict[str, Any] = {
         "root": str(res.root_cert),
         "federatedRoots": None,

@@ -1,9 +1,10 @@
 """The intermediate's signer, opened from ca.json's `kms` block and `key`.
 
-File keys are decrypted at start-up, in the process that reads the config. Hardware keys
-(PKCS#11, YubiKey) are opened lazily in each process that signs, never in the gunicorn
-master: PKCS#11 libraries do not survive fork. A check at start-up runs in a short-lived
-child process so a wrong PIN or a missing key still stops the CA before it serves.
+File keys are decrypted at start-up, in the process that reads the config. Hardware-held
+keys (HSMs, security keys: `keystores` says which) are opened lazily in each process that
+signs, never in the gunicorn master: device libraries do not survive fork. A check at
+start-up runs in a short-lived child process so a wrong PIN or a missing key still stops the
+CA before it serves.
 """
 
 from __future__ import annotations
@@ -13,33 +14,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from keystores import KeyStore, KeyStoreError, SigningKey, open_keystore
-from keystores.uri import split_scheme
-
-SOFTWARE_SCHEMES = {"", "file", "softkms"}
-
-
-def store_uri(kms: dict[str, Any] | None, key: str) -> str:
-    """The URI to open the key store with: `kms.uri`, or one built from step-ca's `kms`
-    fields (`type`, `pin`, `managementKey`), or the key's own URI."""
-    if not kms:
-        return key
-    uri = kms.get("uri")
-    if isinstance(uri, str) and uri:
-        return uri
-    kind = str(kms.get("type") or "").lower()
-    if kind in ("", "softkms"):
-        return key
-    attrs = []
-    if kms.get("managementKey"):
-        attrs.append(f"management-key={quote(str(kms['managementKey']))}")
-    query = f"?pin-value={quote(str(kms['pin']))}" if kms.get("pin") else ""
-    return f"{kind}:{';'.join(attrs)}{query}"
+from keystores import KeyLocation, KeyStore, KeyStoreError, SigningKey, open_keystore
 
 
 def _spki(public_key: Any) -> bytes:
@@ -57,21 +36,22 @@ class IssuerSigner:
         password: bytes | None,
         base_dir: Path,
     ) -> None:
-        self.uri = store_uri(kms, key)
+        self.location = KeyLocation.from_config(kms, key)
+        self.uri = self.location.store_uri
         self.key = key
         self.certificate = certificate
         self._password = password
         self._base_dir = base_dir
-        self.hardware = (split_scheme(self.uri)[0] or "") not in SOFTWARE_SCHEMES
+        self.hardware = self.location.hardware
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store: KeyStore | None = None
         self._signer: SigningKey | None = None
 
     def _open(self) -> SigningKey:
-        # The CA password decrypts key files; it is never tried as an HSM or YubiKey PIN (a
-        # wrong PIN costs a retry, and enough of them lock the token): those come from the
-        # URI (`pin-value`/`pin-source`) or the `kms.pin` field.
+        # The CA password decrypts key files; it is never tried as a device PIN (a wrong PIN
+        # costs a retry, and enough of them lock the token): those come from the URI
+        # (`pin-value`/`pin-source`) or the `kms.pin` field.
         password = None if self.hardware else self._password
         store = open_keystore(self.uri, password=password, base_dir=self._base_dir)
         signer = store.signer(self.key)

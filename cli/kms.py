@@ -20,13 +20,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance import ceremony
-from appliance.pki import normalize_key_uri
 from cli import kms_attest
 from cli.common import CLIError, check_writable, prompt_password, read_password_file, step_path
 from cli.helptext import StepTyper
-from keystores import KeySpec, KeyStoreError, PublicKey, SigningKey, open_keystore
+from keystores import (
+    KeyLister,
+    KeySpec,
+    KeyStoreError,
+    PublicKey,
+    SigningKey,
+    is_hardware,
+    normalize_key_uri,
+    open_keystore,
+)
 from keystores.file import FileKeyStore
-from keystores.uri import split_scheme
 
 __all__ = [
     "app",
@@ -39,7 +46,6 @@ __all__ = [
 
 app = StepTyper(help="Manage keys in any key store by URI: files, PKCS#11 tokens, YubiKeys.")
 
-_FILE_SCHEMES = (None, "file", "softkms")
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "SHA256": hashes.SHA256,
     "SHA384": hashes.SHA384,
@@ -49,8 +55,8 @@ _FORMATS = ("base64", "hex", "raw")
 
 
 def is_file_uri(uri: str) -> bool:
-    """A key in the file store (a path, `file:` or `softkms:`)."""
-    return split_scheme(uri)[0] in _FILE_SCHEMES
+    """A key in the file store (a path, `file:` or `softkms:`): one the password decrypts."""
+    return not is_hardware(uri)
 
 
 def store_password(uri: str, password_file: Path | None, prompt: str) -> bytes | None:
@@ -296,18 +302,12 @@ def list_command(
 
       $ step kms list --json 'pkcs11:token=ca?pin-source=pin'
     """
-    scheme = split_scheme(store_uri)[0] or "file"
-    if scheme in ("file", "softkms"):
-        raise CLIError("step kms list: the file key store cannot list keys (each key is a file)")
     password = read_password_file(password_file) if password_file is not None else None
     try:
         with open_keystore(store_uri, password=password) as store:
-            lister = getattr(store, "list_keys", None)
-            if not callable(lister):
-                raise CLIError(f"step kms list: the {scheme} key store cannot list keys")
-            rows = [
-                dict(row) if isinstance(row, dict) else {"uri": str(row)} for row in lister()
-            ]
+            if not isinstance(store, KeyLister):
+                raise CLIError(f"step kms list: the {store.kind} key store cannot list keys")
+            rows = [dict(row) for row in store.list_keys()]
     except (KeyStoreError, OSError) as exc:
         raise _fail("list", exc) from None
     if as_json:

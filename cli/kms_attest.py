@@ -15,11 +15,11 @@ from typing import Any
 
 import typer
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cli.common import CLIError
-from keystores import KeyStoreError, open_keystore
-from keystores.uri import split_scheme
+from keystores import Attestation, Attester, KeyStoreError, open_keystore
 
 __all__ = ["attest_command", "verify_attestation_chain"]
 
@@ -38,7 +38,7 @@ def _spki(cert: x509.Certificate) -> bytes:
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # ValueError, TypeError, InvalidSignature: not this issuer
+    except (ValueError, TypeError, InvalidSignature):  # not this issuer
         return False
     return True
 
@@ -104,14 +104,15 @@ def attest_command(
     if fmt not in _FORMATS:
         raise CLIError(f"step kms attest: unsupported --format {fmt!r} (use pem or json)")
     bundle = _load_bundle(roots) if roots is not None else None
-    scheme = split_scheme(uri)[0] or "file"
     try:
         with open_keystore(uri) as store:
-            attest = getattr(store, "attestation_chain", None)
-            if not callable(attest):
-                raise CLIError(f"step kms attest: the {scheme} key store cannot attest keys")
-            chain: list[x509.Certificate] = list(attest(uri))
+            if not isinstance(store, Attester):
+                raise CLIError(f"step kms attest: the {store.kind} key store cannot attest keys")
+            chain = store.attestation_chain(uri)
             slot_key = store.public_key(uri)
+            facts: Attestation | None = (
+                store.describe_attestation(chain[0]) if fmt == "json" else None
+            )
     except KeyStoreError as exc:
         raise CLIError(f"step kms attest: {exc}") from None
     spki = slot_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -126,9 +127,7 @@ def attest_command(
     if fmt == "pem":
         typer.echo("".join(_pem(c) for c in chain), nl=False)
         return
-    from keystores.yubikey import parse_attestation
-
-    facts = parse_attestation(chain[0])
+    assert facts is not None
     out: dict[str, Any] = {
         "serial": facts.serial,
         "firmware": facts.firmware,

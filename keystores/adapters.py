@@ -18,7 +18,7 @@ from typing import ClassVar, Generic, Self, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.utils import Buffer
 
@@ -30,7 +30,46 @@ __all__ = [
     "TokenRsaPrivateKey",
     "digest_info",
     "host_digest",
+    "mgf1_algorithm",
+    "prehashed_algorithm",
+    "pss_salt_length",
 ]
+
+
+# cryptography keeps these three parameters in private attributes with no public accessor.
+# Reading them happens here only, each checked, so a cryptography release that renames one
+# fails with a clear error (and in tests) instead of signing with a wrong parameter.
+
+
+def _hidden(obj: object, attr: str) -> object:
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise UnsupportedAlgorithm(
+            f"this cryptography release hides {type(obj).__name__}'s parameters"
+        ) from None
+
+
+def prehashed_algorithm(algorithm: Prehashed) -> hashes.HashAlgorithm:
+    """The hash a `Prehashed` wraps."""
+    found = _hidden(algorithm, "_algorithm")
+    if not isinstance(found, hashes.HashAlgorithm):
+        raise UnsupportedAlgorithm("Prehashed holds no hash algorithm")
+    return found
+
+
+def mgf1_algorithm(mgf: padding.MGF1) -> hashes.HashAlgorithm:
+    """The hash an `MGF1` mask generation function uses."""
+    found = _hidden(mgf, "_algorithm")
+    if not isinstance(found, hashes.HashAlgorithm):
+        raise UnsupportedAlgorithm("MGF1 holds no hash algorithm")
+    return found
+
+
+def pss_salt_length(pss: padding.PSS) -> object:
+    """The salt length a `PSS` padding asks for: bytes (int), or one of PSS's markers
+    (`PSS.DIGEST_LENGTH`, `PSS.MAX_LENGTH`, `PSS.AUTO`), compared by identity."""
+    return _hidden(pss, "_salt_length")
 
 
 def host_digest(
@@ -40,7 +79,7 @@ def host_digest(
     if isinstance(algorithm, Prehashed):
         if len(data) != algorithm.digest_size:
             raise ValueError("the prehashed digest has the wrong length for its algorithm")
-        return data, algorithm._algorithm
+        return data, prehashed_algorithm(algorithm)
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize(), algorithm

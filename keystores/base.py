@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import ClassVar, Self, TypeAlias
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -108,7 +108,11 @@ class KeyStore(ABC):
 
     Return types are the narrow `SigningKey`/`PublicKey` unions (subtypes of cryptography's
     PrivateKeyTypes/PublicKeyTypes) so callers can pass them to x509 builders without casts.
+    Optional capabilities are the protocols of `keystores.capabilities`.
     """
+
+    #: A short name for messages ("the file key store cannot list keys").
+    kind: ClassVar[str] = "key"
 
     @classmethod
     @abstractmethod

@@ -45,6 +45,8 @@ class FileKeyStore(KeyStore):
     left unencrypted on disk should be a deliberate choice, never a missing config line.
     """
 
+    kind = "file"
+
     def __init__(
         self,
         password: bytes | None = None,

@@ -19,9 +19,9 @@ file (`FileBackedPiv`), re-read and re-written under a lock for every APDU so se
 processes (a test and a `step-ca` it started) share one card. Session state (PIN verified,
 management key authenticated) belongs to a connection, as on a real card.
 
-`provider_from_env` is the connection provider a Stepstone process loads when the test-only
-variable `STEPSTONE_YUBIKEY_TEST_PROVIDER=tests.piv_emulator:provider_from_env` is set; it
-opens the card files listed in `STEPSTONE_PIV_EMULATOR_STATE` (os.pathsep-separated).
+`provider_from_env` is the connection provider a test registers in a Stepstone process (e.g.
+through `python -m tests.yubikey_launcher step ...`); it opens the card files listed in
+`STEPSTONE_PIV_EMULATOR_STATE` (os.pathsep-separated).
 """
 
 from __future__ import annotations
@@ -1073,7 +1073,8 @@ def _mgm_cipher(st: CardState, *, encrypt: bool, data: bytes) -> bytes:
 def provider_from_env() -> list[tuple[str, Callable[[], SmartCardConnection]]]:
     """Readers for the card files in $STEPSTONE_PIV_EMULATOR_STATE (os.pathsep-separated).
 
-    Loaded by keystores.yubikey when STEPSTONE_YUBIKEY_TEST_PROVIDER names it.
+    Registered in a child process by tests/yubikey_launcher.py (or by a test's own code)
+    through `keystores.yubikey.register_connection_provider`.
     """
     paths = [p for p in os.environ.get(ENV_STATE, "").split(os.pathsep) if p]
     readers: list[tuple[str, Callable[[], SmartCardConnection]]] = []

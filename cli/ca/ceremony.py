@@ -14,12 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance import ceremony
-from appliance.pki import normalize_key_uri
 from cli.ca import ui
 from cli.common import CLIError, check_writable
 from cli.helptext import StepTyper
 from cli.kms import new_key_path, record_path, store_password
-from keystores import KeySpec, KeyStoreError, write_atomic
+from keystores import KeySpec, KeyStoreError, normalize_key_uri, write_atomic
 
 app = StepTyper(
     help="Key ceremonies: create an offline root, sign an intermediate, verify the record."
@@ -43,8 +42,9 @@ def _read_csr(path: Path) -> x509.CertificateSigningRequest:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CLIError(f"step ca ceremony sign-intermediate: cannot read {path}: "
-                       f"{exc.strerror}") from None
+        raise CLIError(
+            f"step ca ceremony sign-intermediate: cannot read {path}: {exc.strerror}"
+        ) from None
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)

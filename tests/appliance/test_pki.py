@@ -20,7 +20,6 @@ from appliance.config import CAConfig
 from appliance.pki import (
     InitRequest,
     complete_init,
-    config_key,
     init_csr,
     init_pki,
     load_pending,
@@ -63,45 +62,6 @@ def steppath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "appliance" / "step"
     monkeypatch.setenv("STEPPATH", str(path))
     return path
-
-
-# --- config_key -----------------------------------------------------------------------------
-
-
-def test_config_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert config_key("keys/int.key") == (str(tmp_path / "keys" / "int.key"), None)
-    assert config_key("file:/srv/int.key") == ("/srv/int.key", None)
-    assert config_key("file:///srv/int%20key") == ("/srv/int key", None)
-
-
-def test_config_key_pkcs11_pin_source_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    key, kms = config_key(
-        "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=ca;id=7331;"
-        "object=intermediate-key?pin-value=1234&pin-source=pins/ca.pin"
-    )
-    assert key == "pkcs11:id=7331;object=intermediate-key"
-    assert kms == {
-        "type": "pkcs11",
-        "uri": "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=ca"
-        f"?pin-source={tmp_path}/pins/ca.pin",
-    }
-
-
-def test_config_key_pkcs11_pin_value_kept_without_source() -> None:
-    key, kms = config_key("pkcs11:token=ca;object=k;pin-value=1234")
-    assert key == "pkcs11:object=k"
-    assert kms == {"type": "pkcs11", "uri": "pkcs11:token=ca;pin-value=1234"}
-
-
-def test_config_key_without_store_part() -> None:
-    assert config_key("pkcs11:id=7331;object=k") == ("pkcs11:id=7331;object=k", None)
-    assert config_key("yubikey:slot-id=9c?pin-source=/p") == (
-        "yubikey:slot-id=9c",
-        {"type": "yubikey", "uri": "yubikey:?pin-source=/p"},
-    )
-    assert config_key("awskms:key-id=abc") == ("awskms:key-id=abc", None)
 
 
 # --- everything at once, keys elsewhere -----------------------------------------------------

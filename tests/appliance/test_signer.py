@@ -7,25 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from appliance.signer import IssuerSigner, store_uri
+from appliance.signer import IssuerSigner
 from tests.appliance.conftest import TESTDATA
-
-
-@pytest.mark.parametrize(
-    ("kms", "key", "expected"),
-    [
-        (None, "/ca/secrets/intermediate_ca_key", "/ca/secrets/intermediate_ca_key"),
-        ({"type": "softkms"}, "secrets/k", "secrets/k"),
-        ({"uri": "pkcs11:token=b?pin-source=/p"}, "pkcs11:id=7331", "pkcs11:token=b?pin-source=/p"),
-        (
-            {"type": "yubikey", "pin": "123456", "managementKey": "ab"},
-            "yubikey:slot-id=9c",
-            "yubikey:management-key=ab?pin-value=123456",
-        ),
-    ],
-)
-def test_store_uri(kms: dict[str, str] | None, key: str, expected: str) -> None:
-    assert store_uri(kms, key) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The root-on-YubiKey ceremony and a CA whose intermediate key is on a YubiKey, end to end.
 
 Two emulated YubiKeys (tests/piv_emulator.py, state in JSON files shared between processes)
-are "plugged in" to the `step` and `step-ca` subprocesses through the test-only variable
-STEPSTONE_YUBIKEY_TEST_PROVIDER. Each has its owner's PIN and management key (AES-192), kept
+are "plugged in" to the `step` and `step-ca` subprocesses, which run through the tests-only
+launcher `python -m tests.yubikey_launcher` (it registers the emulator's provider, then calls
+the real entry point). Each has its owner's PIN and management key (AES-192), kept
 in files. `step ca init --root-kms ... --kms ...` makes the root in one and the intermediate
 (PIN policy "once") in the other; the root YubiKey is then unplugged, `step-ca` serves with
 the intermediate on the other, and `step ca certificate` gets certificates that OpenSSL
@@ -23,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from yubikit.piv import DEFAULT_MANAGEMENT_KEY, MANAGEMENT_KEY_TYPE, PivSession
 
-from keystores.yubikey import ENV_LOCK_DIR, ENV_TEST_PROVIDER
+from keystores.yubikey import ENV_LOCK_DIR
 from tests.e2e import harness
 from tests.e2e.harness import CA, HOST, OPENSSL, PROVISIONER, free_port, run_step
 from tests.piv_emulator import ENV_STATE, FileBackedPiv, new_card_state
@@ -69,12 +70,20 @@ def plugged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[Pa
     def clean_env(steppath: Path, home: Path | None = None) -> dict[str, str]:
         env = original(steppath, home)
         env["PYTHONPATH"] = str(REPO)
-        env[ENV_TEST_PROVIDER] = "tests.piv_emulator:provider_from_env"
         env[ENV_STATE] = os.pathsep.join(map(str, cards))
         env[ENV_LOCK_DIR] = str(locks)
         return env
 
     monkeypatch.setattr(harness, "clean_env", clean_env)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program, attr in (("step", "STEP"), ("step-ca", "STEP_CA")):
+        wrapper = bin_dir / program
+        wrapper.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" -m tests.yubikey_launcher {program} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        monkeypatch.setattr(harness, attr, wrapper)
     yield cards
 
 
@@ -193,7 +202,12 @@ def test_kms_create_and_attest(plugged: list[Path], tmp_path: Path) -> None:
     roots.write_bytes(yk.card().state.attestation_root.public_bytes(Encoding.PEM))
     # `step kms attest` once cli/kms.py registers cli.kms_attest.attest_command; the same
     # function run as a program meanwhile.
-    program = "import typer; from cli.kms_attest import attest_command; typer.run(attest_command)"
+    program = (
+        "import typer; from cli.kms_attest import attest_command; "
+        "from keystores.yubikey import register_connection_provider; "
+        "from tests.piv_emulator import provider_from_env; "
+        "register_connection_provider(provider_from_env); typer.run(attest_command)"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", program, "--format", "json", "--roots", str(roots),
          f"yubikey:serial={yk.serial};slot-id=9d"],

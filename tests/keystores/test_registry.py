@@ -8,7 +8,7 @@ import pytest
 
 from keystores import KeySpec, KeyStore, KeyStoreError, open_keystore
 from keystores.file import FileKeyStore
-from keystores.registry import BACKENDS
+from keystores.registry import BACKENDS, Backend
 
 from .conftest import PASSWORD
 
@@ -28,13 +28,13 @@ def test_unknown_scheme_names_scheme_not_pin() -> None:
 
 
 def test_backend_that_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(BACKENDS, "yubikey", "keystores.no_such_module:YubiKeyStore")
+    monkeypatch.setitem(BACKENDS, "yubikey", Backend("keystores.no_such_module:YubiKeyStore"))
     with pytest.raises(KeyStoreError, match="'yubikey' is not available"):
         open_keystore("yubikey:slot-id=9c")
 
 
 def test_backend_must_be_a_keystore(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(BACKENDS, "odd", "pathlib:Path")
+    monkeypatch.setitem(BACKENDS, "odd", Backend("pathlib:Path"))
     with pytest.raises(KeyStoreError, match="not a KeyStore"):
         open_keystore("odd:x")
 
@@ -45,3 +45,24 @@ def test_context_manager_closes(tmp_path: Path) -> None:
         store.create_key("k", KeySpec())
     with pytest.raises(KeyStoreError, match="closed"):
         store.signer("k")
+
+
+def test_capabilities_are_probed_by_protocol(tmp_path: Path) -> None:
+    """Callers ask `isinstance(store, KeyLister)`, never the scheme: the file store is a
+    KeyManager only; the PKCS#11 store lists keys; the YubiKey store attests and stores
+    certificates."""
+    from keystores import Attester, CertificateStore, KeyLister, KeyManager
+    from keystores.pkcs11 import Pkcs11KeyStore
+    from keystores.yubikey import YubiKeyStore
+
+    files = open_keystore("", password=PASSWORD, base_dir=tmp_path)
+    assert isinstance(files, KeyManager)
+    assert not isinstance(files, KeyLister | Attester | CertificateStore)
+    hsm = open_keystore("pkcs11:token=ca")
+    assert isinstance(hsm, Pkcs11KeyStore)
+    assert isinstance(hsm, KeyManager) and isinstance(hsm, KeyLister)
+    assert not isinstance(hsm, Attester | CertificateStore)
+    yubikey = open_keystore("yubikey:slot-id=9c")
+    assert isinstance(yubikey, YubiKeyStore)
+    assert isinstance(yubikey, KeyManager | Attester) and isinstance(yubikey, CertificateStore)
+    assert not isinstance(yubikey, KeyLister)

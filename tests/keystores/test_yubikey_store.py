@@ -31,13 +31,18 @@ from keystores import (
     open_keystore,
 )
 from keystores.yubikey import (
-    ENV_TEST_PROVIDER,
     YubiKeyStore,
     parse_attestation,
     parse_slot,
     register_connection_provider,
 )
-from tests.piv_emulator import ENV_STATE, FileBackedPiv, VirtualPiv, new_card_state
+from tests.piv_emulator import (
+    ENV_STATE,
+    FileBackedPiv,
+    VirtualPiv,
+    new_card_state,
+    provider_from_env,
+)
 
 from .test_yubikey_helpers import (
     ADMIN,
@@ -602,21 +607,28 @@ def test_closed_store(card: VirtualPiv, cards: Cards) -> None:
         key.sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
 
 
-def test_env_test_provider_in_another_process(
+def test_provider_registered_in_another_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A process (a step-ca, say) finds the emulated card through the test-only variable."""
+    """A process (a step-ca, say) finds the emulated card once the test registers the
+    provider in it; production code reads no provider from the environment."""
     state = tmp_path / "card.json"
     FileBackedPiv(state, new_card_state((5, 7, 2), 777))
-    monkeypatch.setenv(ENV_TEST_PROVIDER, "tests.piv_emulator:provider_from_env")
     monkeypatch.setenv(ENV_STATE, str(state))
-    with yk(ADMIN) as store:
-        public = store.create_key("yubikey:slot-id=9c;pin-policy=once", KeySpec())
+    previous = register_connection_provider(provider_from_env)
+    try:
+        with yk(ADMIN) as store:
+            public = store.create_key("yubikey:slot-id=9c;pin-policy=once", KeySpec())
+    finally:
+        register_connection_provider(previous)
     code = (
         "from keystores import open_keystore\n"
+        "from keystores.yubikey import register_connection_provider\n"
+        "from tests.piv_emulator import provider_from_env\n"
         "from cryptography.hazmat.primitives import hashes\n"
         "from cryptography.hazmat.primitives.asymmetric import ec\n"
         "import sys\n"
+        "register_connection_provider(provider_from_env)\n"
         "store = open_keystore('yubikey:serial=777?pin-value=123456')\n"
         "key = store.signer('yubikey:slot-id=9c')\n"
         "sys.stdout.write(key.sign(b'x', ec.ECDSA(hashes.SHA256())).hex())\n"
@@ -633,12 +645,10 @@ def test_env_test_provider_in_another_process(
     assert result.returncode == 0, result.stderr
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(bytes.fromhex(result.stdout), b"x", ec.ECDSA(hashes.SHA256()))
-    assert "not a real YubiKey" in result.stderr  # the hook says it is active
 
 
-def test_default_provider_is_pcsc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No provider registered, no test variable: PC/SC readers (none here, or no pcscd)."""
-    monkeypatch.delenv(ENV_TEST_PROVIDER, raising=False)
+def test_default_provider_is_pcsc() -> None:
+    """No provider registered: PC/SC readers (none here, or no pcscd)."""
     previous = register_connection_provider(None)
     try:
         with pytest.raises(KeyStoreError, match=r"cannot list smart card readers|no YubiKey"):
@@ -647,10 +657,15 @@ def test_default_provider_is_pcsc(monkeypatch: pytest.MonkeyPatch) -> None:
         register_connection_provider(previous)
 
 
-def test_bad_env_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_TEST_PROVIDER, "tests.no_such_module:provider")
-    with pytest.raises(KeyStoreError, match="cannot be loaded"):
-        yk("yubikey:").public_key("9c")
+def test_no_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old test-only variable is not read by production code any more."""
+    monkeypatch.setenv("STEPSTONE_YUBIKEY_TEST_PROVIDER", "tests.piv_emulator:provider_from_env")
+    previous = register_connection_provider(None)
+    try:
+        with pytest.raises(KeyStoreError, match=r"cannot list smart card readers|no YubiKey"):
+            yk("yubikey:").public_key("9c")
+    finally:
+        register_connection_provider(previous)
 
 
 def test_lock_files_are_per_yubikey(cards: Cards, lock_dir: Path) -> None:

@@ -28,6 +28,8 @@ from keystores.adapters import (
     TokenRsaPrivateKey,
     digest_info,
     host_digest,
+    mgf1_algorithm,
+    pss_salt_length,
 )
 from keystores.base import KeyStoreError, PublicKey, SigningKey
 
@@ -169,13 +171,13 @@ class Pkcs11RsaPrivateKey(_Pkcs11Key, TokenRsaPrivateKey):
             if not isinstance(mgf, _MGF1):
                 raise UnsupportedAlgorithm("PSS needs MGF1")
             hash_mechanism, _ = _pss_hash(hash_alg, "message")
-            _, mgf_id = _pss_hash(mgf._algorithm, "MGF1")
+            _, mgf_id = _pss_hash(mgf1_algorithm(mgf), "MGF1")
             param = (hash_mechanism, mgf_id, self._salt_length(padding, hash_alg))
             return self._store.sign_raw(self.ref, Mechanism.RSA_PKCS_PSS, digest, param)
         raise UnsupportedAlgorithm(f"RSA padding {padding.name} is not supported for signing")
 
     def _salt_length(self, pss: padding.PSS, hash_alg: hashes.HashAlgorithm) -> int:
-        salt = pss._salt_length
+        salt = pss_salt_length(pss)
         if isinstance(salt, int):
             return salt
         if salt is _PSS.DIGEST_LENGTH:

@@ -26,6 +26,7 @@ from keystores.adapters import (
     TokenRsaPrivateKey,
     digest_info,
     host_digest,
+    prehashed_algorithm,
 )
 from keystores.base import KeyStoreError, PublicKey, SigningKey
 
@@ -91,7 +92,9 @@ def pkcs1v15_encode(
     if isinstance(algorithm, NoDigestInfo):
         t = message
     else:
-        hash_algorithm = algorithm._algorithm if isinstance(algorithm, Prehashed) else algorithm
+        hash_algorithm = (
+            prehashed_algorithm(algorithm) if isinstance(algorithm, Prehashed) else algorithm
+        )
         if hash_algorithm.name not in _DIGEST_INFO_HASHES:
             return None
         digest, _ = host_digest(message, algorithm)
