@@ -14,7 +14,7 @@ from api.render import (
 )
 from appliance.authority import Authority
 from keystores import KeyStoreError
-from provisioners.errors import CAError
+from pki.errors import CAError
 
 
 def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Response]:

@@ -6,7 +6,7 @@ import falcon
 
 from api.render import GetResource, json_response
 from appliance.authority import Authority
-from provisioners.errors import not_found
+from pki.errors import not_found
 
 
 class Provisioners(GetResource):

@@ -11,7 +11,7 @@ from typing import Any
 import falcon
 
 from keystores import KeyStoreError, KeyStoreUnavailableError
-from provisioners.errors import CAError, bad_request
+from pki.errors import CAError, bad_request
 
 log = logging.getLogger("stepstone.api")
 

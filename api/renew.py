@@ -8,7 +8,7 @@ from api.mtls import peer_certificate
 from api.render import json_response, read_json
 from api.sign import chain_response
 from appliance.authority import Authority, require_csr
-from provisioners.errors import bad_request
+from pki.errors import bad_request
 
 
 class Renew:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from api.render import GetResource
 from appliance.authority import Authority
-from provisioners.errors import CAError, bad_request
+from pki.errors import CAError, bad_request
 
 MAX_OCSP_REQUEST = 8192
 

@@ -9,7 +9,7 @@ import falcon
 from api.mtls import peer_certificate
 from api.render import json_response, optional_string, read_json
 from appliance.authority import Authority, RevokeRequest
-from provisioners.errors import bad_request, not_implemented
+from pki.errors import bad_request, not_implemented
 
 
 def parse_revoke(body: dict[str, Any]) -> RevokeRequest:

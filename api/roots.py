@@ -7,7 +7,7 @@ from cryptography import x509
 
 from api.render import GetResource, json_response
 from appliance.authority import Authority, pem
-from provisioners.errors import not_implemented
+from pki.errors import not_implemented
 
 
 def _pem_bundle(resp: falcon.Response, certs: list[x509.Certificate]) -> None:

@@ -8,7 +8,7 @@ import falcon
 
 from api.render import json_response, optional_string, read_json
 from appliance.authority import Authority, SignResult, pem, require_csr
-from provisioners.errors import bad_request
+from pki.errors import bad_request
 
 
 def chain_response(result: SignResult, tls_options: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import h11
 from gunicorn.workers.base import Worker
 
 from api.mtls import PEER_CERTIFICATE
-from provisioners.durations import parse_duration
+from pki.durations import parse_duration
 
 _INTERNAL = (
     "The certificate authority encountered an Internal Server Error. "

@@ -35,19 +35,19 @@ from appliance.profiles import (
     subject_name,
 )
 from appliance.signer import IssuerSigner
-from appliance.steppath import resolve
 from appliance.validity import check_window, go_time, limit_window, requested_window
 from keystores import KeyStoreError, SigningKey
-from provisioners.audience import Method, audiences
-from provisioners.base import token_hash
-from provisioners.claims import Claims
-from provisioners.errors import (
+from pki.errors import (
     CAError,
     bad_request,
     forbidden,
     unauthorized,
     unauthorized_public,
 )
+from pki.steppath import resolve
+from provisioners.audience import Method, audiences
+from provisioners.base import token_hash
+from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
 from provisioners.registry import ProvisionerRegistry, parse_token
 

@@ -26,7 +26,7 @@ from appliance.config_schema import (
     duration_or,
     split_address,
 )
-from appliance.steppath import resolve, step_path
+from pki.steppath import resolve, step_path
 from provisioners.claims import Claims
 
 DEFAULT_DNS_NAMES = ["localhost", "127.0.0.1", "::1"]

@@ -33,11 +33,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.config import CAConfig, ConfigError
-from appliance.steppath import step_path
 from keystores import write_atomic
+from pki.durations import parse_duration
+from pki.steppath import step_path
 from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims, ClaimsError
-from provisioners.durations import parse_duration
 from provisioners.registry import ProvisionerRegistry
 
 #: Types whose constructor would reach out to the network: validated for shape only.

@@ -34,8 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pki.durations import format_duration, parse_duration
 from provisioners.claims import Claims, ClaimsError
-from provisioners.durations import format_duration, parse_duration
 
 # step-ca's `cipherSuites` map (authority/config/tls_options.go): the names it accepts.
 STEP_CA_CIPHER_SUITES = frozenset(

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from appliance.profiles import SubjectAltNames
+from pki.errors import CAError, bad_request, forbidden
 from provisioners.base import SignOptions
-from provisioners.errors import CAError, bad_request, forbidden
 
 MIN_RSA_BITS = 2048
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)

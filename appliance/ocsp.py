@@ -19,7 +19,7 @@ from appliance.crl import REASONS
 from appliance.db.repository import Repository
 from appliance.profiles import hash_for
 from keystores import SigningKey
-from keystores.der import read_tlv
+from pki.der import read_tlv
 
 # How long a response may be cached by relying parties.
 RESPONSE_VALIDITY = timedelta(hours=1)

@@ -53,7 +53,7 @@ from keystores import (
     open_keystore,
     write_atomic,
 )
-from provisioners.jose import encrypt_jwk, private_jwk, public_jwk
+from pki.jose import encrypt_jwk, private_jwk, public_jwk
 
 __all__ = [
     "PENDING_NAME",

@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pki.errors import CAError, unauthorized
 from provisioners.audience import matches
 from provisioners.base import Token
-from provisioners.errors import CAError, unauthorized
 
 LEEWAY_SECONDS = 60
 

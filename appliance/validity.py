@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pki.durations import format_duration, parse_time_or_duration
+from pki.errors import CAError, bad_request, forbidden
 from provisioners.claims import Claims
-from provisioners.durations import format_duration, parse_time_or_duration
-from provisioners.errors import CAError, bad_request, forbidden
 
 
 def go_time(t: datetime) -> str:

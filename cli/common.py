@@ -15,8 +15,8 @@ from typing import NoReturn
 import typer
 import typer.main
 
-from appliance.steppath import step_path
 from keystores import write_atomic
+from pki.steppath import step_path
 
 __all__ = [
     "CLIError",

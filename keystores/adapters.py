@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.utils import Buffer
 
-from keystores import der
+from pki import der
 
 __all__ = [
     "TokenEcPrivateKey",

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from keystores import der, pkcs8
+from keystores import pkcs8
 from keystores.base import KeyStoreError, WrongPasswordError
+from pki import der
 
 __all__ = ["encrypt_private_key_pem", "load_private_key_pem", "plaintext_private_key_pem"]
 

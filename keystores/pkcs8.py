@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from keystores import der
+from pki import der
 
 __all__ = [
     "DEFAULT_ITERATIONS",

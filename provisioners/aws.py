@@ -38,14 +38,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pki.durations import parse_rfc3339
+from pki.errors import unauthorized
 from provisioners.audience import Method, matches
 from provisioners.base import (
     ProvisionerInitError,
     SignOptions,
     Token,
 )
-from provisioners.durations import parse_rfc3339
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,

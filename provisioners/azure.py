@@ -31,6 +31,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from pki.errors import unauthorized
 from provisioners.audience import Method
 from provisioners.base import (
     Provisioner,
@@ -40,7 +41,6 @@ from provisioners.base import (
     token_hash,
 )
 from provisioners.claims import Claims
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     FOREVER,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from provisioners.durations import parse_duration
+from pki.durations import parse_duration
 
 
 class ClaimsError(ValueError):

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 from cryptography import x509
 
-from keystores.der import read_tlv, tlv
+from pki.der import read_tlv, tlv
 
 PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
 #: step-ca marks the extension non-critical; add it to builders with this flag.
@@ -49,7 +49,7 @@ class ProvisionerType(IntEnum):
 
 
 # --------------------------------------------------------------------------------------------
-# minimal DER (element reading and framing come from keystores.der)
+# minimal DER (element reading and framing come from pki.der)
 
 
 def _encode_integer(value: int) -> bytes:

@@ -27,13 +27,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pki.errors import unauthorized
 from provisioners.audience import Method, matches
 from provisioners.base import (
     ProvisionerInitError,
     SignOptions,
     Token,
 )
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,

@@ -20,6 +20,8 @@ from urllib.parse import quote
 import jwt
 from jwt.types import Options
 
+from pki.durations import parse_duration
+from pki.errors import unauthorized
 from provisioners.base import (
     Provisioner,
     ProvisionerConfigError,
@@ -29,8 +31,6 @@ from provisioners.base import (
     token_hash,
 )
 from provisioners.claims import Claims
-from provisioners.durations import parse_duration
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension
 from provisioners.jwks import JWKSCache
 

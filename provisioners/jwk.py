@@ -8,6 +8,8 @@ from typing import Any
 
 import jwt
 
+from pki.errors import unauthorized
+from pki.jose import default_alg, key_from_jwk
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -17,9 +19,7 @@ from provisioners.base import (
     token_hash,
 )
 from provisioners.claims import Claims
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
-from provisioners.jose import default_alg, key_from_jwk
 
 LEEWAY_SECONDS = 60
 

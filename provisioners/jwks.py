@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from provisioners.jose import JOSEError, PublicKey, default_alg, key_from_jwk
+from pki.jose import JOSEError, PublicKey, default_alg, key_from_jwk
 
 log = logging.getLogger(__name__)
 

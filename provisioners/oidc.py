@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import jwt
 
+from pki.errors import unauthorized
 from provisioners.audience import Method
 from provisioners.base import (
     Provisioner,
@@ -32,7 +33,6 @@ from provisioners.base import (
     Token,
 )
 from provisioners.claims import Claims
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.jwks import (
     REFRESH_INTERVAL,

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import jwt
 
+from pki.errors import CAError, bad_request, unauthorized
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -20,7 +21,6 @@ from provisioners.base import (
     Token,
 )
 from provisioners.claims import Claims, ClaimsError
-from provisioners.errors import CAError, bad_request, unauthorized
 from provisioners.jwk import JWKProvisioner
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from appliance.steppath import resolve
+from pki.errors import unauthorized
+from pki.steppath import resolve
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -49,7 +50,6 @@ from provisioners.base import (
     token_hash,
 )
 from provisioners.claims import Claims
-from provisioners.errors import unauthorized
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 
 LEEWAY_SECONDS = 60

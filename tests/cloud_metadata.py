@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from provisioners.jose import public_jwk
+from pki.jose import public_jwk
 
 HOST = "127.0.0.1"
 AWS_TOKEN_PATH = "/latest/api/token"

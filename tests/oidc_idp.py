@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from provisioners.jose import public_jwk
+from pki.jose import public_jwk
 
 HOST = "127.0.0.1"
 CLIENT_ID = "stepstone-test-client.apps.example"

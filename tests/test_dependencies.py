@@ -10,7 +10,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"appliance", "keystores", "provisioners", "api", "cli", "migrations", "tests", "bench"}
+OURS = {
+    "pki", "appliance", "keystores", "provisioners", "api", "cli", "migrations", "tests", "bench"
+}
 FOLDERS = sorted(OURS)
 
 

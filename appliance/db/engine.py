@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from appliance.steppath import resolve
+from pki.steppath import resolve
 
 SQLITE_FILE = "stepstone.db"
 

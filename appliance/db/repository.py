@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
-from provisioners.errors import CAError, bad_request, internal, unauthorized, unavailable
+from pki.errors import CAError, bad_request, internal, unauthorized, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from cli.ca.defaults import require_ca_url, require_root
 from cli.ca.issue import key_pem, key_spec, make_csr, new_token
 from cli.ca.renewal import AfterRenewal, Daemon, parse_chain, request_renewal
 from cli.common import CLIError, check_outputs, check_writable, read_password_file
-from provisioners.durations import format_duration, parse_duration
+from pki.durations import format_duration, parse_duration
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."

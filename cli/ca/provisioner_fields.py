@@ -15,8 +15,8 @@ from appliance.config_edit import check_listen_address, check_url
 from cli.ca.provisioner_flags import SUPPORTED_TYPES, Flags, check_flags, flag_name, parse_kind
 from cli.ca.provisioner_keys import new_password, read_private_key, read_public_jwk, read_x5c_roots
 from cli.common import CLIError
-from provisioners.durations import parse_duration
-from provisioners.jose import encrypt_jwk, private_jwk, public_jwk
+from pki.durations import parse_duration
+from pki.jose import encrypt_jwk, private_jwk, public_jwk
 
 
 def _set_switches(

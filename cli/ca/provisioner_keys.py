@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from cli.ca import ui
 from cli.common import CLIError, prompt_password, read_password_file
-from provisioners.jose import (
+from pki.jose import (
     JOSEError,
     decrypt_jwk,
     encrypt_jwk,

@@ -26,7 +26,7 @@ from cli.ca.certfiles import CertPair, load_pair
 from cli.ca.client import CAClient
 from cli.ca.tokens import audience
 from cli.common import CLIError
-from provisioners.jose import default_alg, public_jwk
+from pki.jose import default_alg, public_jwk
 
 log = logging.getLogger("step.renew")
 

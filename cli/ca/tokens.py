@@ -15,8 +15,8 @@ from cli.ca import ui
 from cli.ca.client import CAClient
 from cli.ca.flows import TokenRequest
 from cli.common import CLIError, prompt_password, read_password_file
-from provisioners.durations import parse_time_or_duration
-from provisioners.jose import JOSEError, decrypt_jwk, key_from_jwk
+from pki.durations import parse_time_or_duration
+from pki.jose import JOSEError, decrypt_jwk, key_from_jwk
 
 DEFAULT_VALIDITY = timedelta(minutes=5)
 MIN_VALIDITY = timedelta(seconds=10)

@@ -22,7 +22,7 @@ from cli.ca import ui
 from cli.ca.certfiles import CertPair, load_pair
 from cli.ca.flows import TokenRequest
 from cli.common import CLIError, prompt_password, read_password_file
-from provisioners.jose import default_alg, public_jwk
+from pki.jose import default_alg, public_jwk
 
 
 def _path(value: object, flag: str) -> Path:

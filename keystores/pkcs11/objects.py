@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 
-from keystores import der
 from keystores.base import KeyNotFoundError, KeySpec, KeyStoreError, PublicKey
 from keystores.pkcs11.keys import KeyRef
 from keystores.pkcs11.session import Connection
+from pki import der
 
 __all__ = ["describe_type", "find", "generate", "key_uri", "private_key", "public_key"]
 

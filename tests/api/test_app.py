@@ -14,7 +14,7 @@ from api.app import create_app
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
-from provisioners.errors import DEFAULT_MESSAGES
+from pki.errors import DEFAULT_MESSAGES
 
 INTERNAL = DEFAULT_MESSAGES[500]
 

@@ -13,7 +13,7 @@ import falcon.testing
 import pytest
 
 from api.render import MAX_BODY, MAX_JSON_DEPTH, json_depth, read_json
-from provisioners.errors import CAError
+from pki.errors import CAError
 
 PREFIXES = ("", "/1.0")
 MISSING_OTT = "The request could not be completed: missing ott."

@@ -22,7 +22,7 @@ from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from appliance.profiles import SubjectAltNames
-from provisioners.jose import decrypt_jwk, key_from_jwk
+from pki.jose import decrypt_jwk, key_from_jwk
 from tests.fixtures import STEP_CA_TESTDATA
 
 TESTDATA = STEP_CA_TESTDATA

@@ -16,7 +16,7 @@ from appliance import profiles
 from appliance.authority import Authority
 from appliance.db.models import used_tokens, x509_certs
 from keystores import KeyStoreError, SigningKey
-from provisioners.errors import CAError
+from pki.errors import CAError
 from provisioners.extension import ProvisionerExtension
 from tests.appliance.conftest import TokenMaker, approx, make_csr, now_utc
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from appliance.config import CAConfig, ConfigError
 from appliance.config_edit import ConfigEditError, add_provisioner, update_provisioner
-from provisioners.jose import public_jwk
+from pki.jose import public_jwk
 
 PATH = Path("ca.json")
 Change = Callable[[dict[str, Any]], None]

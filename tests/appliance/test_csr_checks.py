@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from appliance import csr_checks
+from pki.errors import CAError
 from provisioners.base import SignOptions
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from tests.appliance.conftest import make_csr
 
 

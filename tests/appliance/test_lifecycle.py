@@ -19,7 +19,7 @@ from appliance import profiles
 from appliance.authority import Authority, RevokeRequest
 from appliance.config import CAConfig
 from keystores import SigningKey
-from provisioners.errors import CAError
+from pki.errors import CAError
 from tests.appliance.conftest import PASSWORD, TokenMaker, approx, edit_config, make_csr
 
 

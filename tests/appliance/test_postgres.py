@@ -12,7 +12,7 @@ from appliance import profiles
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from keystores import SigningKey
-from provisioners.errors import CAError
+from pki.errors import CAError
 from tests.appliance.conftest import PASSWORD, TokenMaker, edit_config, make_csr
 from tests.postgres import postgres_server
 

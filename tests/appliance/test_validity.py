@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from appliance.validity import Window, check_window, go_time, limit_window, requested_window
+from pki.errors import CAError
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 
 NOW = datetime(2030, 5, 17, 12, 0, 0, 250_000, tzinfo=UTC)
 BACKDATE = timedelta(minutes=1)

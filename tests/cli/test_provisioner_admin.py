@@ -30,7 +30,7 @@ from appliance.config_edit import (
 from appliance.pki import InitRequest, init_pki
 from cli.ca import app
 from cli.common import CLIError
-from provisioners.jose import (
+from pki.jose import (
     decrypt_jwk,
     encrypt_jwk,
     key_from_jwk,

@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from pki.jose import encrypt_jwk, private_jwk, public_jwk
 from provisioners.extension import ProvisionerExtension
-from provisioners.jose import encrypt_jwk, private_jwk, public_jwk
 from tests.e2e.harness import (
     CA,
     PROVISIONER_PASSWORD,

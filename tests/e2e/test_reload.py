@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provisioners.jose import public_jwk
+from pki.jose import public_jwk
 from tests.e2e.harness import CA, CAFactory
 
 

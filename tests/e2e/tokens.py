@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import jwt
 
-from provisioners.jose import AnyKey, decrypt_jwk, default_alg, key_from_jwk
+from pki.jose import AnyKey, decrypt_jwk, default_alg, key_from_jwk
 
 _UNSET: Any = object()
 

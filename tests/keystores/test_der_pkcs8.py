@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from keystores import der, pkcs8
+from keystores import pkcs8
+from pki import der
 
 
 @pytest.mark.parametrize(

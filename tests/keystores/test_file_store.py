@@ -23,10 +23,10 @@ from keystores import (
     PublicKey,
     SigningKey,
     WrongPasswordError,
-    der,
     pkcs8,
 )
 from keystores.file import FileKeyStore, encrypt_private_key_pem, load_private_key_pem
+from pki import der
 
 from .conftest import PASSWORD
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from pki.errors import CAError
 from provisioners.audience import Method, audiences
 from provisioners.base import Provisioner
-from provisioners.errors import CAError
 from provisioners.registry import parse_token
 from tests.cloud_metadata import CA_DNS
 

@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import aws_identity_token, default_sans
 from cli.common import CLIError
+from pki.errors import CAError
 from provisioners import aws as aws_module
 from provisioners.audience import Method, audiences
 from provisioners.aws import AWSProvisioner, private_dns_name
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError, token_hash
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import ALLOWED_COMMON_NAMES, FOREVER
 from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token

@@ -16,11 +16,11 @@ from cryptography import x509
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import azure_identity_token, default_sans
 from cli.common import CLIError
+from pki.errors import CAError
 from provisioners.audience import Method, audiences
 from provisioners.azure import AzureProvisioner
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import FOREVER
 from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token

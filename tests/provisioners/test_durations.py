@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from provisioners.durations import (
+from pki.durations import (
     HOUR,
     MICROSECOND,
     MILLISECOND,

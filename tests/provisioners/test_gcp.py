@@ -16,10 +16,10 @@ from cryptography import x509
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import default_sans, gcp_identity_token
 from cli.common import CLIError
+from pki.errors import CAError
 from provisioners.audience import Method, audiences
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError, token_hash
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.gcp import GCPProvisioner, internal_dns_names
 from provisioners.iid import ALLOWED_COMMON_NAMES, FOREVER

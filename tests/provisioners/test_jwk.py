@@ -10,12 +10,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from pki.errors import CAError
+from pki.jose import public_jwk
 from provisioners.audience import Method, audiences
 from provisioners.base import ProvisionerConfigError, token_hash
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from provisioners.extension import ProvisionerType
-from provisioners.jose import public_jwk
 from provisioners.jwk import JWKProvisioner
 from provisioners.registry import parse_token
 

@@ -28,12 +28,12 @@ from appliance.pki import InitRequest, init_pki
 from appliance.profiles import SubjectAltNames
 from cli.ca.oidc_flow import csr_names, oidc_login, pkce_pair
 from cli.common import CLIError
+from pki.errors import DEFAULT_MESSAGES, CAError
+from pki.jose import public_jwk
 from provisioners.audience import Method
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError, SignOptions
 from provisioners.claims import Claims
-from provisioners.errors import DEFAULT_MESSAGES, CAError
 from provisioners.extension import ProvisionerExtension, ProvisionerType
-from provisioners.jose import public_jwk
 from provisioners.jwks import (
     DEFAULT_MAX_AGE,
     Fetched,

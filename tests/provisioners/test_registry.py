@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pki.errors import CAError
+from pki.jose import public_jwk
 from provisioners.audience import Method, audiences, matches
 from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims, ClaimsError
-from provisioners.errors import CAError
-from provisioners.jose import public_jwk
 from provisioners.registry import ProvisionerRegistry, parse_token
 
 

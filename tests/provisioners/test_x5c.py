@@ -25,10 +25,10 @@ from appliance.authority import Authority, RevokeRequest
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from appliance.profiles import SubjectAltNames
+from pki.errors import CAError
 from provisioners.audience import Method, audiences
 from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims
-from provisioners.errors import CAError
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.registry import ProvisionerRegistry, parse_token
 from provisioners.x5c import X5CProvisioner, encode_roots

@@ -23,7 +23,7 @@ from appliance.db.repository import (
     UsedToken,
     unique_violation_table,
 )
-from provisioners.errors import CAError
+from pki.errors import CAError
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 

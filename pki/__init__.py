@@ -1,0 +1,1 @@
+"""The shared base every layer and the client use; it imports nothing of ours."""
