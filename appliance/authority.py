@@ -5,7 +5,6 @@ All CA logic lives here; the HTTP layer only parses and renders.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from pki.errors import (
     unauthorized,
     unauthorized_public,
 )
+from pki.fingerprint import certificate_fingerprint
 from pki.steppath import resolve
 from provisioners.audience import Method, audiences
 from provisioners.base import token_hash
@@ -79,10 +79,7 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode()
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER, lowercase hex: step's root fingerprint."""
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-
+fingerprint = certificate_fingerprint  # TEMP-ALIAS
 
 @dataclass(frozen=True)
 class RevokeRequest:
@@ -111,7 +108,9 @@ class Authority:
         self.roots = [c for p in config.roots for c in load_certificates(p)]
         self.federated_roots = [c for p in config.federated_roots for c in load_certificates(p)]
         self.intermediates = load_certificates(config.crt)
-        self._by_fingerprint = {fingerprint(c): c for c in self.roots + self.federated_roots}
+        self._by_fingerprint = {
+            certificate_fingerprint(c): c for c in self.roots + self.federated_roots
+        }
         if password is None and config.password:
             password = config.password.encode()
         kms = config.raw.get("kms")
@@ -182,9 +181,9 @@ class Authority:
 
     def root_by_fingerprint(self, sha: str) -> x509.Certificate:
         """A root or federated root by SHA-256 (hex, `-` and case ignored)."""
-        cert = self._by_fingerprint.get(sha.replace("-", "").lower())
+        sum_ = sha.replace("-", "").lower()  # step-ca's rule: only dashes and case
+        cert = self._by_fingerprint.get(sum_)
         if cert is None:
-            sum_ = sha.replace("-", "").lower()
             raise CAError(
                 404,
                 "root not found",
@@ -196,7 +195,7 @@ class Authority:
         """Own roots and federated roots, each once."""
         seen: dict[str, x509.Certificate] = {}
         for cert in self.roots + self.federated_roots:
-            seen.setdefault(fingerprint(cert), cert)
+            seen.setdefault(certificate_fingerprint(cert), cert)
         return list(seen.values())
 
     # --- signing --------------------------------------------------------------------------

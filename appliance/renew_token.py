@@ -8,24 +8,12 @@ from typing import Any
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki.errors import CAError, unauthorized
+from pki.jose import LEEWAY_SECONDS, verification_algorithms
 from provisioners.audience import matches
 from provisioners.base import Token
-
-LEEWAY_SECONDS = 60
-
-
-def _algorithms(key: object) -> list[str]:
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return [{256: "ES256", 384: "ES384", 521: "ES512"}.get(key.curve.key_size, "ES256")]
-    if isinstance(key, rsa.RSAPublicKey):
-        return ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return ["EdDSA"]
-    return []
 
 
 def leaf_of(token: Token) -> x509.Certificate:
@@ -59,7 +47,7 @@ def verify(token: Token, leaf: x509.Certificate, audiences: list[str]) -> dict[s
         claims: dict[str, Any] = jwt.decode(
             token.raw,
             key=key,  # type: ignore[arg-type]
-            algorithms=_algorithms(key),
+            algorithms=verification_algorithms(key),
             leeway=LEEWAY_SECONDS,
             options={"verify_aud": False, "verify_iss": False, "require": ["exp"]},
         )

@@ -143,6 +143,21 @@ def _curve_name(curve: ec.EllipticCurve) -> str:
     return name
 
 
+LEEWAY_SECONDS = 60
+"""Clock skew allowed on a token's nbf, exp and iat (step-ca's one minute)."""
+
+
+def verification_algorithms(key: object) -> list[str]:
+    """The JWS algorithms a public key may have signed a token with."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return [{256: "ES256", 384: "ES384", 521: "ES512"}.get(key.curve.key_size, "ES256")]
+    if isinstance(key, rsa.RSAPublicKey):
+        return ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return ["EdDSA"]
+    return []
+
+
 def default_alg(key: AnyKey) -> str:
     """The JWS alg step signs with for this key: ES256/ES384/ES512 by curve, RS256, EdDSA."""
     public = _public_of(key)

@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 
 from pki.errors import unauthorized
-from pki.jose import default_alg, key_from_jwk
+from pki.jose import LEEWAY_SECONDS, default_alg, key_from_jwk
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -20,8 +20,6 @@ from provisioners.base import (
 )
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
-
-LEEWAY_SECONDS = 60
 
 
 class JWKProvisioner(Provisioner):

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jwt
 
 from pki.errors import unauthorized
+from pki.jose import LEEWAY_SECONDS
 from provisioners.audience import Method
 from provisioners.base import (
     Provisioner,
@@ -45,7 +46,6 @@ from provisioners.jwks import (
 
 log = logging.getLogger(__name__)
 
-LEEWAY_SECONDS = 60
 WELL_KNOWN = "/.well-known/openid-configuration"
 
 # go-jose/Go url: characters a fragment keeps unescaped (besides alphanumerics and -_.~).

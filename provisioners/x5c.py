@@ -30,7 +30,6 @@ from typing import Any
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     ExtensionPolicy,
@@ -40,6 +39,7 @@ from cryptography.x509.verification import (
 )
 
 from pki.errors import unauthorized
+from pki.jose import LEEWAY_SECONDS, verification_algorithms
 from pki.steppath import resolve
 from provisioners.audience import Method, matches
 from provisioners.base import (
@@ -52,7 +52,6 @@ from provisioners.base import (
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 
-LEEWAY_SECONDS = 60
 #: The most certificates a token's `x5c` header may carry (leaf + intermediates).
 MAX_CHAIN = 8
 _PREFIX = "x5c.authorizeToken; "
@@ -83,15 +82,6 @@ def parse_roots(pem: bytes) -> list[x509.Certificate]:
         raise ValueError(f"error parsing x509 certificate from PEM block: {exc}") from None
 
 
-def jws_algorithms(key: object) -> list[str]:
-    """The JWS algorithms a certificate key may sign with."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return [{256: "ES256", 384: "ES384", 521: "ES512"}.get(key.curve.key_size, "ES256")]
-    if isinstance(key, rsa.RSAPublicKey):
-        return ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return ["EdDSA"]
-    return []
 
 
 def _ee_policy() -> ExtensionPolicy:
@@ -218,7 +208,7 @@ class X5CProvisioner(Provisioner):
 
     def _claims(self, token: Token, leaf: x509.Certificate) -> dict[str, Any]:
         key = leaf.public_key()
-        algorithms = jws_algorithms(key)
+        algorithms = verification_algorithms(key)
         if token.header.get("alg") not in algorithms:
             raise unauthorized(
                 f"{_PREFIX}error parsing x5c claims: unexpected algorithm {token.header.get('alg')}"

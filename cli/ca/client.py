@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import ssl
 from pathlib import Path
@@ -10,21 +9,11 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from cli.common import CLIError
+from pki.fingerprint import certificate_fingerprint, normalize_fingerprint
 
 USER_AGENT = "Stepstone CLI/0.1.0"
-
-
-def normalize_fingerprint(value: str) -> str:
-    """Lowercase hex without separators, as step compares fingerprints."""
-    return value.replace(":", "").replace("-", "").strip().lower()
-
-
-def cert_fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER, lowercase hex."""
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -122,7 +111,7 @@ class CAClient:
             cert = x509.load_pem_x509_certificate(str(body.get("ca", "")).encode())
         except ValueError:
             raise CLIError("error parsing the root certificate sent by the CA") from None
-        if cert_fingerprint(cert) != want:
+        if certificate_fingerprint(cert) != want:
             raise CLIError(
                 "The request could not be completed: root certificate fingerprint does not match."
             )

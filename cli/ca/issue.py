@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from appliance.authority import fingerprint as cert_fingerprint
 from appliance.profiles import SubjectAltNames
 from cli.ca import ui
 from cli.ca.certfiles import load_pair
@@ -29,6 +28,7 @@ from cli.ca.renewal import renew_token
 from cli.ca.tokens import audience, token_window, unverified_claims
 from cli.common import CLIError, check_outputs, check_writable, write_output
 from keystores import KeySpec, KeyStoreError
+from pki.fingerprint import certificate_fingerprint
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."
@@ -39,7 +39,7 @@ def _root_fingerprint(root: Path) -> str:
         cert = x509.load_pem_x509_certificates(root.read_bytes())[0]
     except (OSError, ValueError, IndexError):
         raise CLIError(f"error reading root certificate {root}") from None
-    return cert_fingerprint(cert)
+    return certificate_fingerprint(cert)
 
 
 def new_token(

@@ -182,7 +182,7 @@ def test_unparseable_and_badly_signed_csrs_are_400(authority: Authority, token: 
 
 
 def test_root_lookup(authority: Authority) -> None:
-    from appliance.authority import fingerprint
+    from pki.fingerprint import certificate_fingerprint as fingerprint
 
     fp = fingerprint(authority.roots[0])
     assert authority.root_by_fingerprint(fp.upper()) == authority.roots[0]
