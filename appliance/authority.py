@@ -28,7 +28,6 @@ from appliance.ocsp import OCSPResponder
 from appliance.profiles import (
     LeafRequest,
     RevocationPointers,
-    SubjectAltNames,
     build_leaf,
     build_renewal,
     subject_name,
@@ -44,6 +43,7 @@ from pki.errors import (
     unauthorized_public,
 )
 from pki.fingerprint import certificate_fingerprint
+from pki.sans import SubjectAltNames
 from pki.steppath import resolve
 from provisioners.audience import Method, audiences
 from provisioners.base import token_hash

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from appliance.profiles import SubjectAltNames
 from pki.errors import CAError, bad_request, forbidden
+from pki.sans import SubjectAltNames
 from provisioners.base import SignOptions
 
 MIN_RSA_BITS = 2048

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from appliance.profiles import SubjectAltNames
 from cli.ca import ui
 from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
@@ -29,6 +28,7 @@ from cli.ca.tokens import audience, token_window, unverified_claims
 from cli.common import CLIError, check_outputs, check_writable, write_output
 from keystores import KeySpec, KeyStoreError
 from pki.fingerprint import certificate_fingerprint
+from pki.sans import SubjectAltNames
 
 CA_URL_HELP = "URI of the targeted Step Certificate Authority."
 ROOT_HELP = "The path to the PEM file used as the root certificate authority."

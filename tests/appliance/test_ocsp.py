@@ -19,12 +19,12 @@ from appliance.db.repository import Repository, Revocation
 from appliance.ocsp import RESPONSE_VALIDITY, OCSPResponder
 from appliance.profiles import (
     LeafRequest,
-    SubjectAltNames,
     build_intermediate,
     build_leaf,
     build_root,
     subject_name,
 )
+from pki.sans import SubjectAltNames
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

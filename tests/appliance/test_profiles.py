@@ -19,7 +19,6 @@ from appliance.profiles import (
     CA_VALIDITY,
     LeafRequest,
     RevocationPointers,
-    SubjectAltNames,
     aki_for,
     build_intermediate,
     build_leaf,
@@ -28,6 +27,7 @@ from appliance.profiles import (
     hash_for,
     subject_name,
 )
+from pki.sans import SubjectAltNames
 from provisioners.extension import ProvisionerExtension
 
 NOW = datetime.now(UTC).replace(microsecond=0)

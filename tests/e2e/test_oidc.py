@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from appliance.profiles import SubjectAltNames
 from cli.ca.oidc_flow import BROWSER_ENV, csr_names
+from pki.sans import SubjectAltNames
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from tests.e2e.harness import (
     CA,

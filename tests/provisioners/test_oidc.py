@@ -25,11 +25,11 @@ from cryptography.x509.oid import NameOID
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
-from appliance.profiles import SubjectAltNames
 from cli.ca.oidc_flow import csr_names, oidc_login, pkce_pair
 from cli.common import CLIError
 from pki.errors import DEFAULT_MESSAGES, CAError
 from pki.jose import public_jwk
+from pki.sans import SubjectAltNames
 from provisioners.audience import Method
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError, SignOptions
 from provisioners.claims import Claims

@@ -24,8 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from appliance.authority import Authority, RevokeRequest
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
-from appliance.profiles import SubjectAltNames
 from pki.errors import CAError
+from pki.sans import SubjectAltNames
 from provisioners.audience import Method, audiences
 from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims
