@@ -37,6 +37,7 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Three workers: the end-to-end tests spend much of their time waiting on servers and
 # schedules; a file's tests stay on one worker so module fixtures start once.
