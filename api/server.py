@@ -18,8 +18,8 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from api.app import create_app
+from api.connection import Limits
 from api.tls import ServerTLS
-from api.worker import Limits
 from appliance.authority import Authority
 from appliance.config import CAConfig
 
