@@ -79,8 +79,6 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode()
 
 
-fingerprint = certificate_fingerprint  # TEMP-ALIAS
-
 @dataclass(frozen=True)
 class RevokeRequest:
     """A validated /revoke body."""

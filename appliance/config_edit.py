@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 
 from appliance.config import CAConfig, ConfigError
 from keystores import write_atomic
+from keystores.fileio import locked_directory
 from pki.durations import parse_duration
 from pki.steppath import step_path
 from provisioners.base import ProvisionerConfigError
@@ -75,16 +75,6 @@ def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def _dumps(raw: dict[str, Any], trailing_newline: bool) -> bytes:
     text = json.dumps(raw, indent="\t", ensure_ascii=False)
     return (text + ("\n" if trailing_newline else "")).encode("utf-8")
@@ -121,7 +111,7 @@ def edit_config(path: Path, change: Change) -> EditResult:
     ConfigEditError to refuse. Validation failures raise ConfigEditError too.
     """
     target = Path(path).resolve()
-    with _locked(target.parent):
+    with locked_directory(target.parent):
         original, raw = load_raw(target)
         st = target.stat()
         edited = copy.deepcopy(raw)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from appliance import ceremony
+from appliance import ceremony_record
 from cli import kms_attest
 from cli.common import CLIError, check_writable, prompt_password, read_password_file, step_path
 from cli.helptext import StepTyper
@@ -73,7 +73,7 @@ def store_password(uri: str, password_file: Path | None, prompt: str) -> bytes |
 
 def record_path(record: Path | None) -> Path:
     """`--record`, or `$STEPPATH/ceremony/record.jsonl`."""
-    return record if record is not None else ceremony.default_record_path(step_path())
+    return record if record is not None else ceremony_record.default_record_path(step_path())
 
 
 def file_key_path(uri: str) -> Path | None:
@@ -99,7 +99,7 @@ def _pem(public: PublicKey) -> str:
 
 
 def _fail(command: str, exc: Exception) -> CLIError:
-    return CLIError(f"step kms {command}: {ceremony.key_store_error(exc)}")
+    return CLIError(f"step kms {command}: {ceremony_record.key_store_error(exc)}")
 
 
 def create_command(
@@ -148,18 +148,18 @@ def create_command(
     if is_file_uri(uri) and not password:
         raise CLIError("step kms create: file keys are encrypted: use '--password-file'")
     try:
-        ceremony.check_appendable(record_path(record))
+        ceremony_record.check_appendable(record_path(record))
         with open_keystore(uri, password=password) as store:
             public = store.create_key(uri, spec, overwrite=force)
         details = {"kty": kty, "size": str(size)} if kty == "RSA" else {"kty": kty, "crv": curve}
-        ceremony.append_entry(
+        ceremony_record.append_entry(
             record_path(record),
             "step kms create",
             key_uris=[normalize_key_uri(uri)],
             public_keys=[public],
             details=details,
         )
-    except (KeyStoreError, ceremony.CeremonyError, OSError) as exc:
+    except (KeyStoreError, ceremony_record.CeremonyError, OSError) as exc:
         raise _fail("create", exc) from None
     typer.echo(_pem(public), nl=False)
 

@@ -2,18 +2,21 @@
 
 A key file must never be seen half-written, world-readable for a moment, or lost when the
 disk fills up mid-write: write a private temp file next to it, fsync, rename over, fsync
-the directory.
+the directory. Read-modify-write cycles (the ceremony record, ca.json edits) also serialise
+on an flock of the directory (`locked_directory`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["locked_directory", "write_atomic"]
 
 # Errors from os.link that mean "this filesystem has no hard links" (vfat USB sticks used in
 # offline ceremonies, some FUSE mounts), not "the target exists".
@@ -98,3 +101,18 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, overwrite: bool 
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+@contextlib.contextmanager
+def locked_directory(directory: Path) -> Iterator[None]:
+    """An exclusive flock on `directory`, held for the `with` block: one writer at a time.
+
+    Lock the folder, not the file: `write_atomic` replaces the file, and a lock on the old
+    inode would not stop a second writer that opened the new one.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -13,12 +13,13 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from appliance import ceremony
+from appliance import ceremony, ceremony_record
 from cli.ca import ui
 from cli.common import CLIError, check_writable
 from cli.helptext import StepTyper
 from cli.kms import new_key_path, record_path, store_password
-from keystores import KeySpec, KeyStoreError, normalize_key_uri, write_atomic
+from keystores import KeySpec, KeyStoreError, normalize_key_uri, redact_uri, write_atomic
+from pki.fingerprint import certificate_fingerprint
 
 app = StepTyper(
     help="Key ceremonies: create an offline root, sign an intermediate, verify the record."
@@ -35,7 +36,7 @@ def _write_out(path: Path, data: bytes, force: bool, command: str) -> None:
 
 
 def _fail(command: str, exc: Exception) -> CLIError:
-    return CLIError(f"step ca ceremony {command}: {ceremony.key_store_error(exc)}")
+    return CLIError(f"step ca ceremony {command}: {ceremony_record.key_store_error(exc)}")
 
 
 def _read_csr(path: Path) -> x509.CertificateSigningRequest:
@@ -112,14 +113,14 @@ def create_root_command(
         raise CLIError(f"step ca ceremony create-root: {out} exists: use '--force'")
     password = store_password(uri, password_file, "Please enter the password of the root key")
     try:
-        ceremony.check_appendable(record_path(record))
+        ceremony_record.check_appendable(record_path(record))
         result = ceremony.create_root(uri, name, spec, password)
-    except (KeyStoreError, ceremony.CeremonyError, OSError) as exc:
+    except (KeyStoreError, ceremony_record.CeremonyError, OSError) as exc:
         raise _fail("create-root", exc) from None
     cert = result.certificate
     _write_out(out, cert.public_bytes(Encoding.PEM), force, "create-root")
     try:
-        ceremony.append_entry(
+        ceremony_record.append_entry(
             record_path(record),
             "step ca ceremony create-root",
             key_uris=[uri],
@@ -131,12 +132,12 @@ def create_root_command(
                 "out": str(out.absolute()),
             },
         )
-    except (ceremony.CeremonyError, OSError) as exc:
+    except (ceremony_record.CeremonyError, OSError) as exc:
         raise _fail("create-root", exc) from None
     existing = "" if result.key_created else " (existing)"
-    ui.selected("Root key", ceremony.redact_uri(uri) + existing)
+    ui.selected("Root key", redact_uri(uri) + existing)
     ui.selected("Root certificate", str(out))
-    ui.selected("Root fingerprint", ceremony.certificate_sha256(cert))
+    ui.selected("Root fingerprint", certificate_fingerprint(cert))
 
 
 @app.command(name="sign-intermediate")
@@ -183,14 +184,14 @@ def sign_intermediate_command(
         raise CLIError(f"step ca ceremony sign-intermediate: {out} exists: use '--force'")
     password = store_password(uri, password_file, "Please enter the password of the root key")
     try:
-        ceremony.check_appendable(record_path(record))
+        ceremony_record.check_appendable(record_path(record))
         cert, root_public = ceremony.sign_intermediate(csr, uri, root_cert, password, name)
-    except (KeyStoreError, ceremony.CeremonyError, OSError) as exc:
+    except (KeyStoreError, ceremony_record.CeremonyError, OSError) as exc:
         raise _fail("sign-intermediate", exc) from None
     _write_out(out, cert.public_bytes(Encoding.PEM), force, "sign-intermediate")
     csr_der = csr.public_bytes(Encoding.DER)
     try:
-        ceremony.append_entry(
+        ceremony_record.append_entry(
             record_path(record),
             "step ca ceremony sign-intermediate",
             key_uris=[uri],
@@ -198,20 +199,20 @@ def sign_intermediate_command(
             certificates=[cert, root_cert],
             details={
                 "csr": str(csr_file.absolute()),
-                "csr_sha256": ceremony.sha256_hex(csr_der),
-                "intermediate_public_key_sha256": ceremony.public_key_sha256(cert),
+                "csr_sha256": ceremony_record.sha256_hex(csr_der),
+                "intermediate_public_key_sha256": ceremony_record.public_key_sha256(cert),
                 "subject": cert.subject.rfc4514_string(),
                 "issuer": cert.issuer.rfc4514_string(),
                 "serial": format(cert.serial_number, "x"),
                 "out": str(out.absolute()),
             },
         )
-    except (ceremony.CeremonyError, OSError) as exc:
+    except (ceremony_record.CeremonyError, OSError) as exc:
         raise _fail("sign-intermediate", exc) from None
     ui.selected("Intermediate subject", cert.subject.rfc4514_string())
-    ui.selected("Intermediate public key SHA-256", ceremony.public_key_sha256(cert))
+    ui.selected("Intermediate public key SHA-256", ceremony_record.public_key_sha256(cert))
     ui.selected("Intermediate certificate", str(out))
-    ui.selected("Intermediate fingerprint", ceremony.certificate_sha256(cert))
+    ui.selected("Intermediate fingerprint", certificate_fingerprint(cert))
 
 
 @app.command(name="verify")
@@ -241,8 +242,8 @@ def verify_command(
     """
     path = record_path(record)
     try:
-        summary = ceremony.verify_record(path, expect_head)
-    except ceremony.RecordError as exc:
+        summary = ceremony_record.verify_record(path, expect_head)
+    except ceremony_record.RecordError as exc:
         raise CLIError(f"step ca ceremony verify: {exc}") from None
     plural = "entry" if summary.entries == 1 else "entries"
     typer.echo(f"OK: {summary.entries} {plural}, head {summary.head_sha256}")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import typer
 
-from appliance.ceremony import CeremonyError, key_store_error, redact_uri
-from appliance.pki import InitRequest, InitResult, complete_init, init_csr, init_pki, pending_path
+from appliance.ceremony_record import CeremonyError, key_store_error
+from appliance.offline_root import complete_init, init_csr
+from appliance.pki import InitRequest, InitResult, init_pki, pending_path
 from cli.ca import ui
 from cli.common import CLIError, check_writable, prompt_password, read_password_file, step_path
 from cli.kms import new_key_path, record_path
-from keystores import KeyStoreError
+from keystores import KeyStoreError, redact_uri
 
 FEEDBACK = (
     "\nYour PKI is ready to go. To generate certificates for individual services see "

@@ -1,4 +1,5 @@
-"""appliance.ceremony: the hash-chained record, URI redaction, root and intermediate signing."""
+"""appliance.ceremony_record (the hash-chained record, URI redaction) and appliance.ceremony
+(root and intermediate signing)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from appliance import ceremony
-from appliance.ceremony import CeremonyError, RecordError
-from keystores import KeySpec, KeyStoreError, open_keystore
+from appliance import ceremony, ceremony_record
+from appliance.ceremony_record import CeremonyError, RecordError
+from keystores import KeySpec, KeyStoreError, open_keystore, redact_uri
 
 # A wrong password is "failed to decrypt ..."; about 1 in 250 times CBC padding happens to
 # check out and the garbage is reported as "cannot load ...": both are a refusal.
@@ -31,7 +32,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 def _record(tmp_path: Path, entries: int = 3) -> Path:
     path = tmp_path / "usb" / "record.jsonl"
     for i in range(entries):
-        ceremony.append_entry(
+        ceremony_record.append_entry(
             path,
             f"step test {i}",
             key_uris=[f"pkcs11:token=t;object=k{i}?pin-value=1234"],
@@ -57,7 +58,7 @@ def test_entries_chain(tmp_path: Path) -> None:
     lines = _lines(path)
     entries = [json.loads(line) for line in lines]
     assert [e["seq"] for e in entries] == [1, 2, 3]
-    assert list(entries[0]) == list(ceremony.FIELDS)
+    assert list(entries[0]) == list(ceremony_record.FIELDS)
     assert entries[0]["prev_sha256"] is None
     for prev, entry in zip(lines, entries[1:], strict=False):
         assert entry["prev_sha256"] == hashlib.sha256(prev.encode()).hexdigest()
@@ -66,7 +67,7 @@ def test_entries_chain(tmp_path: Path) -> None:
         assert "@" in entry["who"]
         assert entry["key_uris"][0].endswith("pin-value=REDACTED")
         assert "1234" not in json.dumps(entry)
-    summary = ceremony.verify_record(path)
+    summary = ceremony_record.verify_record(path)
     assert summary.entries == 3
     assert summary.head_sha256 == hashlib.sha256(lines[-1].encode()).hexdigest()
 
@@ -84,7 +85,7 @@ def test_fingerprints_recorded(tmp_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     path = tmp_path / "r.jsonl"
-    entry = ceremony.append_entry(path, "c", ["/k"], [key.public_key()], [cert])
+    entry = ceremony_record.append_entry(path, "c", ["/k"], [key.public_key()], [cert])
     spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     assert entry["public_key_sha256"] == [hashlib.sha256(spki).hexdigest()]
     assert entry["certificate_sha256"] == [
@@ -101,7 +102,7 @@ def test_edited_line_is_caught(tmp_path: Path, line: int) -> None:
     lines[line] = json.dumps(entry, separators=(",", ":"))
     _write(path, lines)
     with pytest.raises(RecordError, match=f"line {line + 1}: entry_sha256") as info:
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
     assert info.value.line == line + 1
 
 
@@ -117,7 +118,7 @@ def test_edit_with_recomputed_hash_breaks_next_link(tmp_path: Path) -> None:
     _write(path, lines)
     with pytest.raises(RecordError, match="line 2: prev_sha256 does not match the SHA-256 of "
                                           "line 1"):
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
 
 
 def test_removed_line_is_caught(tmp_path: Path) -> None:
@@ -125,7 +126,7 @@ def test_removed_line_is_caught(tmp_path: Path) -> None:
     lines = _lines(path)
     _write(path, [lines[0], lines[2]])
     with pytest.raises(RecordError, match="line 2: seq is 3, expected 2"):
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
 
 
 def test_whitespace_change_is_caught(tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_whitespace_change_is_caught(tmp_path: Path) -> None:
     lines[1] = lines[1].replace(",", ", ", 1)
     _write(path, lines)
     with pytest.raises(RecordError, match="line 3: prev_sha256"):
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
 
 
 def test_not_json_and_incomplete(tmp_path: Path) -> None:
@@ -142,18 +143,18 @@ def test_not_json_and_incomplete(tmp_path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:-5])
     with pytest.raises(RecordError, match="incomplete"):
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
     path.write_bytes(data + b"{oops\n")
     with pytest.raises(RecordError, match="line 3: not JSON"):
-        ceremony.verify_record(path)
+        ceremony_record.verify_record(path)
 
 
 def test_missing_and_empty(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="no such file"):
-        ceremony.verify_record(tmp_path / "none.jsonl")
+        ceremony_record.verify_record(tmp_path / "none.jsonl")
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(RecordError, match="no entries"):
-        ceremony.verify_record(tmp_path / "empty.jsonl")
+        ceremony_record.verify_record(tmp_path / "empty.jsonl")
 
 
 def test_append_refuses_broken_record(tmp_path: Path) -> None:
@@ -161,26 +162,26 @@ def test_append_refuses_broken_record(tmp_path: Path) -> None:
     lines = _lines(path)
     _write(path, [lines[1]])
     with pytest.raises(RecordError, match="line 1: seq"):
-        ceremony.append_entry(path, "more")
+        ceremony_record.append_entry(path, "more")
     assert _lines(path) == [lines[1]]
 
 
 def test_check_appendable(tmp_path: Path) -> None:
-    ceremony.check_appendable(tmp_path / "none.jsonl")
+    ceremony_record.check_appendable(tmp_path / "none.jsonl")
     path = _record(tmp_path, 2)
-    ceremony.check_appendable(path)
+    ceremony_record.check_appendable(path)
     _write(path, _lines(path)[1:])
     with pytest.raises(RecordError, match="line 1: seq"):
-        ceremony.check_appendable(path)
+        ceremony_record.check_appendable(path)
 
 
 def test_expect_head(tmp_path: Path) -> None:
     path = _record(tmp_path, 2)
-    head = ceremony.verify_record(path).head_sha256
+    head = ceremony_record.verify_record(path).head_sha256
     _record(tmp_path, 1)  # appended later: the old head is still in the record
-    assert ceremony.verify_record(path, expect_head=head.upper()).entries == 3
+    assert ceremony_record.verify_record(path, expect_head=head.upper()).entries == 3
     with pytest.raises(RecordError, match="expected head"):
-        ceremony.verify_record(path, expect_head="0" * 64)
+        ceremony_record.verify_record(path, expect_head="0" * 64)
 
 
 def test_record_mode_and_crash_safety(tmp_path: Path) -> None:
@@ -211,7 +212,7 @@ def test_record_mode_and_crash_safety(tmp_path: Path) -> None:
     ],
 )
 def test_redact_uri(uri: str, expected: str) -> None:
-    assert ceremony.redact_uri(uri) == expected
+    assert redact_uri(uri) == expected
 
 
 # --- root and intermediate ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""appliance.pki: `step ca init` with keys in other stores, and the offline-root path."""
+"""appliance.pki (`step ca init` with keys in other stores) and appliance.offline_root."""
 
 from __future__ import annotations
 
@@ -13,19 +13,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from appliance import ceremony
+from appliance import ceremony, ceremony_record
 from appliance.authority import Authority
-from appliance.ceremony import CeremonyError
+from appliance.ceremony_record import CeremonyError
 from appliance.config import CAConfig
-from appliance.pki import (
-    InitRequest,
-    complete_init,
-    init_csr,
-    init_pki,
-    load_pending,
-    pending_path,
-)
+from appliance.offline_root import complete_init, init_csr, load_pending
+from appliance.pki import InitRequest, init_pki, pending_path
 from keystores import KeySpec, KeyStoreError, open_keystore
+from pki.fingerprint import certificate_fingerprint
 from tests.softhsm import MODULE, SoftHSM, Token, softhsm_session
 
 # A wrong password is "failed to decrypt ..."; about 1 in 250 times CBC padding happens to
@@ -97,10 +92,10 @@ def test_init_with_file_stores(steppath: Path, tmp_path: Path) -> None:
     assert entry["command"] == "step ca init"
     assert entry["key_uris"] == [str(tmp_path / "usb" / "root.key"), str(inter_path)]
     assert entry["public_key_sha256"] == [
-        ceremony.public_key_sha256(root), ceremony.public_key_sha256(inter)
+        ceremony_record.public_key_sha256(root), ceremony_record.public_key_sha256(inter)
     ]
     assert entry["certificate_sha256"] == [
-        ceremony.certificate_sha256(root), ceremony.certificate_sha256(inter)
+        certificate_fingerprint(root), certificate_fingerprint(inter)
     ]
     assert entry["details"]["root_key"] == "created"
     assert entry["details"]["intermediate_key"] == "created"
@@ -150,9 +145,9 @@ def test_broken_record_stops_init_before_any_key(steppath: Path, tmp_path: Path)
     record.parent.mkdir(parents=True)
     record.write_text('{"seq": 2}\n')
     root_key = tmp_path / "root.key"
-    with pytest.raises(ceremony.RecordError, match="line 1: missing"):
+    with pytest.raises(ceremony_record.RecordError, match="line 1: missing"):
         init_pki(_request(steppath, root_kms=str(root_key)))
-    with pytest.raises(ceremony.RecordError, match="line 1: missing"):
+    with pytest.raises(ceremony_record.RecordError, match="line 1: missing"):
         init_csr(_request(steppath), tmp_path / "i.csr")
     assert not root_key.exists()
     assert not (tmp_path / "i.csr").exists()
@@ -165,7 +160,7 @@ def test_full_init_supersedes_pending(steppath: Path, tmp_path: Path) -> None:
     assert pending_path(steppath).exists()
     init_pki(_request(steppath))
     assert not pending_path(steppath).exists()
-    assert ceremony.verify_record(steppath / "ceremony" / "record.jsonl").entries == 2
+    assert ceremony_record.verify_record(steppath / "ceremony" / "record.jsonl").entries == 2
 
 
 def test_root_and_intermediate_cannot_share_a_key(steppath: Path, tmp_path: Path) -> None:
@@ -211,7 +206,7 @@ def test_offline_path(steppath: Path, tmp_path: Path, offline_root: tuple[str, P
     csr = x509.load_pem_x509_csr(csr_path.read_bytes())
     assert csr.is_signature_valid
     assert csr.subject.rfc4514_string() == "CN=Acme Intermediate CA,O=Acme"
-    assert ceremony.public_key_sha256(csr.public_key()) == csr_res.public_key_sha256
+    assert ceremony_record.public_key_sha256(csr.public_key()) == csr_res.public_key_sha256
     state = load_pending(steppath)
     assert state["key"] == str(steppath / "secrets" / "intermediate_ca_key")
     assert "encryptedKey" in state["provisioner"]
@@ -231,11 +226,11 @@ def test_offline_path(steppath: Path, tmp_path: Path, offline_root: tuple[str, P
     assert str(tmp_path / "offline") not in _config_text(steppath)
     assert sorted(p.name for p in (steppath / "secrets").iterdir()) == ["intermediate_ca_key"]
     defaults = json.loads(res.defaults.read_text())
-    assert defaults["fingerprint"] == ceremony.certificate_sha256(_load(offline_root[1]))
+    assert defaults["fingerprint"] == certificate_fingerprint(_load(offline_root[1]))
 
     commands = [json.loads(x)["command"] for x in res.record.read_text().splitlines()]
     assert commands == ["step ca init --intermediate-csr", "step ca init --intermediate-crt"]
-    assert ceremony.verify_record(res.record).entries == 2
+    assert ceremony_record.verify_record(res.record).entries == 2
 
     auth = Authority(CAConfig.load(res.ca_config), password=PASSWORD)
     try:
@@ -357,7 +352,7 @@ def test_init_with_two_tokens(hsm: SoftHSM, steppath: Path, tmp_path: Path) -> N
     assert [(d["root_key"], d["intermediate_key"]) for d in details] == [
         ("created", "created"), ("existing", "existing")
     ]
-    assert ceremony.verify_record(again.record).entries == 2
+    assert ceremony_record.verify_record(again.record).entries == 2
 
 
 def test_offline_path_with_tokens(hsm: SoftHSM, steppath: Path, tmp_path: Path) -> None:
