@@ -43,18 +43,10 @@ from cli.certinfo.text import (
     print_sans,
     print_subject_information,
 )
+from cli.certinfo.text_extensions import EKU_NAMES
 
 _CSR_EKU_NAMES = {
-    "2.5.29.37.0": "Any Usage",
-    "1.3.6.1.5.5.7.3.1": "Server Authentication",
-    "1.3.6.1.5.5.7.3.2": "Client Authentication",
-    "1.3.6.1.5.5.7.3.3": "Code Signing",
-    "1.3.6.1.5.5.7.3.4": "E-mail Protection",
-    "1.3.6.1.5.5.7.3.5": "IPSec End System",
-    "1.3.6.1.5.5.7.3.6": "IPSec Tunnel",
-    "1.3.6.1.5.5.7.3.7": "IPSec User",
-    "1.3.6.1.5.5.7.3.8": "Time Stamping",
-    "1.3.6.1.5.5.7.3.9": "OCSP Signing",
+    **EKU_NAMES,
     "1.3.6.1.4.1.311.10.3.3": "Microsoft Server Gated Crypto",
     "2.16.840.1.113730.4.1": "Netscape Server Gated Crypto",
     "1.3.6.1.4.1.311.2.1.22": "Microsoft Commercial Code Signing",

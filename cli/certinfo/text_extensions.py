@@ -40,7 +40,8 @@ from cli.certinfo.text_blocks import (
 )
 from provisioners.extension import ProvisionerExtension
 
-_EXT_KEY_USAGE_GO = {
+#: The extended key usages certinfo names the same way for certificates and CSRs.
+EKU_NAMES = {
     "2.5.29.37.0": "Any Usage",
     "1.3.6.1.5.5.7.3.1": "Server Authentication",
     "1.3.6.1.5.5.7.3.2": "Client Authentication",
@@ -51,6 +52,9 @@ _EXT_KEY_USAGE_GO = {
     "1.3.6.1.5.5.7.3.7": "IPSec User",
     "1.3.6.1.5.5.7.3.8": "Time Stamping",
     "1.3.6.1.5.5.7.3.9": "OCSP Signing",
+}
+_EXT_KEY_USAGE_GO = {
+    **EKU_NAMES,
     # Go knows these four but certinfo's certificate printer has no label for them.
     "1.3.6.1.4.1.311.10.3.3": "UNKNOWN",
     "2.16.840.1.113730.4.1": "UNKNOWN",
