@@ -53,7 +53,8 @@ from keystores import (
     write_atomic,
 )
 from pki.fingerprint import certificate_fingerprint
-from pki.jose import encrypt_jwk, private_jwk, public_jwk
+from pki.jose import private_jwk, public_jwk
+from pki.jwe import encrypt_jwk
 
 __all__ = [
     "PENDING_NAME",

@@ -39,7 +39,8 @@ from cryptography.x509.oid import NameOID
 from appliance.pki import InitRequest, init_pki
 from appliance.profiles import build_intermediate
 from keystores import KeySpec, SigningKey, open_keystore
-from pki.jose import decrypt_jwk, key_from_jwk
+from pki.jose import key_from_jwk
+from pki.jwe import decrypt_jwk
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

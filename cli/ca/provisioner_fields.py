@@ -16,7 +16,8 @@ from cli.ca.provisioner_flags import SUPPORTED_TYPES, Flags, check_flags, flag_n
 from cli.ca.provisioner_keys import new_password, read_private_key, read_public_jwk, read_x5c_roots
 from cli.common import CLIError
 from pki.durations import parse_duration
-from pki.jose import encrypt_jwk, private_jwk, public_jwk
+from pki.jose import private_jwk, public_jwk
+from pki.jwe import encrypt_jwk
 
 
 def _set_switches(

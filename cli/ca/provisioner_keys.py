@@ -23,14 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from cli.ca import ui
 from cli.common import CLIError, prompt_password, read_password_file
-from pki.jose import (
-    JOSEError,
-    decrypt_jwk,
-    encrypt_jwk,
-    key_from_jwk,
-    public_jwk,
-    thumbprint,
-)
+from pki.jose import JOSEError, key_from_jwk, public_jwk, thumbprint
+from pki.jwe import decrypt_jwk, encrypt_jwk
 from provisioners.x5c import encode_roots
 
 PASSWORD_PROMPT = (

@@ -16,7 +16,8 @@ from cli.ca.client import CAClient
 from cli.ca.flows import TokenRequest
 from cli.common import CLIError, prompt_password, read_password_file
 from pki.durations import parse_time_or_duration
-from pki.jose import JOSEError, decrypt_jwk, key_from_jwk
+from pki.jose import JOSEError, key_from_jwk
+from pki.jwe import decrypt_jwk
 
 DEFAULT_VALIDITY = timedelta(minutes=5)
 MIN_VALIDITY = timedelta(seconds=10)

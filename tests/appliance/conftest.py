@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
-from pki.jose import decrypt_jwk, key_from_jwk
+from pki.jose import key_from_jwk
+from pki.jwe import decrypt_jwk
 from pki.sans import SubjectAltNames
 from tests.fixtures import STEP_CA_TESTDATA
 

@@ -30,14 +30,8 @@ from appliance.config_edit import (
 from appliance.pki import InitRequest, init_pki
 from cli.ca import app
 from cli.common import CLIError
-from pki.jose import (
-    decrypt_jwk,
-    encrypt_jwk,
-    key_from_jwk,
-    private_jwk,
-    public_jwk,
-    thumbprint,
-)
+from pki.jose import key_from_jwk, private_jwk, public_jwk, thumbprint
+from pki.jwe import decrypt_jwk, encrypt_jwk
 from provisioners.registry import ProvisionerRegistry
 
 runner = CliRunner()

@@ -10,7 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from pki.jose import JOSEError, b64url_decode, decrypt_jwk, key_from_jwk, thumbprint
+from pki.jose import JOSEError, b64url_decode, key_from_jwk, thumbprint
+from pki.jwe import decrypt_jwk
 from tests.e2e.harness import (
     CA,
     CA_PASSWORD,

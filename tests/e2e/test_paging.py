@@ -10,7 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from pki.jose import encrypt_jwk, private_jwk, public_jwk
+from pki.jose import private_jwk, public_jwk
+from pki.jwe import encrypt_jwk
 from provisioners.extension import ProvisionerExtension
 from tests.e2e.harness import (
     CA,

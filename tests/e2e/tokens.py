@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import jwt
 
-from pki.jose import AnyKey, decrypt_jwk, default_alg, key_from_jwk
+from pki.jose import AnyKey, default_alg, key_from_jwk
+from pki.jwe import decrypt_jwk
 
 _UNSET: Any = object()
 

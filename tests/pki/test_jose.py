@@ -18,16 +18,13 @@ from pki.jose import (
     JOSEError,
     b64url_decode,
     b64url_encode,
-    decrypt_jwk,
-    decrypt_pbes2,
     default_alg,
-    encrypt_jwk,
-    encrypt_pbes2,
     key_from_jwk,
     private_jwk,
     public_jwk,
     thumbprint,
 )
+from pki.jwe import decrypt_jwk, decrypt_pbes2, encrypt_jwk, encrypt_pbes2
 from tests.fixtures import STEP_CA_TESTDATA
 
 TESTDATA = STEP_CA_TESTDATA
