@@ -47,8 +47,20 @@ def sequence(*items: bytes) -> bytes:
 
 
 def integer(n: int) -> bytes:
-    """Two's-complement INTEGER, minimal length."""
-    return tlv(TAG_INTEGER, n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+    """Two's-complement INTEGER, minimal length (negative numbers too, as DER requires)."""
+    length = max(1, (n + (n < 0)).bit_length() // 8 + 1)
+    return tlv(TAG_INTEGER, n.to_bytes(length, "big", signed=True))
+
+
+def decode_integer(value: bytes) -> int:
+    """An INTEGER's contents, refused unless minimally encoded (as Go's asn1 refuses)."""
+    if not value:
+        raise DERError("asn1: empty integer")
+    if len(value) > 1 and (
+        (value[0] == 0x00 and value[1] < 0x80) or (value[0] == 0xFF and value[1] >= 0x80)
+    ):
+        raise DERError("asn1: integer not minimally encoded")
+    return int.from_bytes(value, "big", signed=True)
 
 
 def octet_string(data: bytes) -> bytes:
@@ -113,15 +125,19 @@ def read_tlv(data: bytes, offset: int = 0) -> tuple[int, bytes, int]:
 
 
 def read_oid(value: bytes) -> str:
-    """Dotted form of an OBJECT IDENTIFIER's contents."""
-    if not value or value[-1] & 0x80:
-        raise DERError("invalid OID encoding")
+    """Dotted form of an OBJECT IDENTIFIER's contents, with Go's asn1 strictness."""
+    if not value:
+        raise DERError("asn1: empty object identifier")
     arcs: list[int] = []
     arc = 0
-    for byte in value:
+    for index, byte in enumerate(value):
+        if arc == 0 and byte == 0x80:
+            raise DERError("asn1: non-minimal OID arc")
         arc = (arc << 7) | (byte & 0x7F)
         if not byte & 0x80:
             arcs.append(arc)
             arc = 0
+        elif index == len(value) - 1:
+            raise DERError("asn1: truncated OID")
     first = min(arcs[0] // 40, 2)
     return ".".join(str(a) for a in [first, arcs[0] - first * 40, *arcs[1:]])

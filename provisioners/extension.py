@@ -13,6 +13,7 @@ from enum import IntEnum
 
 from cryptography import x509
 
+from pki import der
 from pki.der import read_tlv, tlv
 
 PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
@@ -52,12 +53,6 @@ class ProvisionerType(IntEnum):
 # minimal DER (element reading and framing come from pki.der)
 
 
-def _encode_integer(value: int) -> bytes:
-    """Minimal two's-complement INTEGER, as DER requires."""
-    length = max(1, (value + (value < 0)).bit_length() // 8 + 1)
-    return tlv(_TAG_INTEGER, value.to_bytes(length, "big", signed=True))
-
-
 def _encode_string(value: str) -> bytes:
     """PrintableString when every character allows it, else UTF8String (Go's choice)."""
     tag = _TAG_PRINTABLE_STRING if set(value) <= _PRINTABLE else _TAG_UTF8_STRING
@@ -72,13 +67,7 @@ def _expect(data: bytes, offset: int, tag: int, what: str) -> tuple[bytes, int]:
 
 
 def _decode_integer(body: bytes) -> int:
-    if not body:
-        raise ValueError("DER: empty INTEGER")
-    if len(body) > 1 and (
-        (body[0] == 0x00 and body[1] < 0x80) or (body[0] == 0xFF and body[1] >= 0x80)
-    ):
-        raise ValueError("DER: INTEGER is not minimally encoded")
-    value = int.from_bytes(body, "big", signed=True)
+    value = der.decode_integer(body)
     if not _INT64_MIN <= value <= _INT64_MAX:
         raise ValueError("DER: INTEGER out of range")
     return value
@@ -133,7 +122,7 @@ class ProvisionerExtension:
     def to_der(self) -> bytes:
         """Go `asn1.Marshal` of step's extensionASN1 struct; empty pairs are omitted."""
         body = (
-            _encode_integer(self.type)
+            der.integer(self.type)
             + tlv(_TAG_OCTET_STRING, self.name.encode("utf-8"))
             + tlv(_TAG_OCTET_STRING, self.credential_id.encode("utf-8"))
         )

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pki import der
+
 
 class CertParseError(ValueError):
     """The bytes are not a certificate (or CSR) that Go's crypto/x509 would accept."""
@@ -112,32 +114,17 @@ def expect(element: Element, tag: int, what: str) -> Element:
 
 
 def decode_oid(content: bytes) -> str:
-    if not content:
-        raise CertParseError("asn1: empty object identifier")
-    arcs: list[int] = []
-    value = 0
-    for index, octet in enumerate(content):
-        if value == 0 and octet == 0x80:
-            raise CertParseError("asn1: non-minimal OID arc")
-        value = (value << 7) | (octet & 0x7F)
-        if not octet & 0x80:
-            arcs.append(value)
-            value = 0
-        elif index == len(content) - 1:
-            raise CertParseError("asn1: truncated OID")
-    first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(arc) for arc in head + arcs[1:])
+    try:
+        return der.read_oid(content)
+    except der.DERError as exc:
+        raise CertParseError(str(exc)) from None
 
 
 def decode_integer(content: bytes) -> int:
-    if not content:
-        raise CertParseError("asn1: empty integer")
-    if len(content) > 1 and (
-        (content[0] == 0 and content[1] < 0x80) or (content[0] == 0xFF and content[1] >= 0x80)
-    ):
-        raise CertParseError("asn1: integer not minimally encoded")
-    return int.from_bytes(content, "big", signed=True)
+    try:
+        return der.decode_integer(content)
+    except der.DERError as exc:
+        raise CertParseError(str(exc)) from None
 
 
 def decode_boolean(content: bytes) -> bool:
