@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 
+from api.errors import http_error, status_message
 from keystores import KeyStoreError, KeyStoreUnavailableError
 from pki.errors import CAError, bad_request
 
@@ -98,8 +99,9 @@ def optional_string(body: dict[str, Any], key: str) -> str | None:
 
 def handle_ca_error(req: falcon.Request, resp: falcon.Response, ex: CAError, _: Any) -> None:
     """Render a CAError as `{"status","message"}`; log the internal reason, never send it."""
-    log.info("%s %s -> %d: %s", req.method, req.path, ex.status, ex.reason)
-    json_response(resp, {"status": ex.status, "message": ex.message}, ex.status)
+    status, message = http_error(ex)
+    log.info("%s %s -> %d: %s", req.method, req.path, status, ex.reason)
+    json_response(resp, {"status": status, "message": message}, status)
 
 
 def handle_http_error(
@@ -107,8 +109,7 @@ def handle_http_error(
 ) -> None:
     """Falcon's own errors (unknown route, wrong method) in step-ca's error form."""
     status = ex.status_code
-    err = CAError(status, ex.title or str(status))
-    json_response(resp, {"status": status, "message": err.message}, status)
+    json_response(resp, {"status": status, "message": status_message(status)}, status)
     if ex.headers:
         for name, value in dict(ex.headers).items():
             resp.set_header(name, value)
@@ -121,8 +122,7 @@ def handle_keystore_error(
     the client may retry), 500 for anything else (a wrong PIN, a missing key)."""
     status = 503 if isinstance(ex, KeyStoreUnavailableError) else 500
     log.error("%s %s -> %d: key store error: %s", req.method, req.path, status, ex)
-    err = CAError(status, str(ex))
-    json_response(resp, {"status": status, "message": err.message}, status)
+    json_response(resp, {"status": status, "message": status_message(status)}, status)
     if status == 503:
         resp.set_header("Retry-After", "5")
 
@@ -130,8 +130,7 @@ def handle_keystore_error(
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
     """Anything unforeseen is a 500 with the default text; the traceback stays in the log."""
     log.exception("%s %s -> 500", req.method, req.path)
-    err = CAError(500, repr(ex))
-    json_response(resp, {"status": 500, "message": err.message}, 500)
+    json_response(resp, {"status": 500, "message": status_message(500)}, 500)
 
 
 class GetResource:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from api.render import GetResource
 from appliance.authority import Authority
-from pki.errors import CAError, bad_request
+from pki.errors import CAError, ErrorKind, bad_request, not_found
 
 MAX_OCSP_REQUEST = 8192
 
@@ -24,7 +24,7 @@ class CRL(GetResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not self.authority.config.crl.enabled:
-            raise CAError(404, "CRL is disabled")
+            raise not_found("CRL is disabled")
         crl = self.authority.crl.current()
         resp.status = 200
         resp.set_header("Expires", format_datetime(crl.next_update, usegmt=True))
@@ -74,7 +74,7 @@ class OCSP:
         """GET /ocsp/{base64 request} (the path may contain `/`, hence a sink)."""
         req.context.route = req.path[: req.path.index("/ocsp/")] + "/ocsp/{request}"
         if req.method not in ("GET", "HEAD"):
-            raise CAError(405, f"{req.method} is not allowed")
+            raise CAError(ErrorKind.METHOD_NOT_ALLOWED, f"{req.method} is not allowed")
         encoded = unquote(req.path.split("/ocsp/", 1)[1])
         try:
             der = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)

@@ -37,6 +37,7 @@ from appliance.validity import check_window, go_time, limit_window, requested_wi
 from keystores import KeyStoreError, SigningKey
 from pki.errors import (
     CAError,
+    ErrorKind,
     bad_request,
     forbidden,
     unauthorized,
@@ -183,7 +184,7 @@ class Authority:
         cert = self._by_fingerprint.get(sum_)
         if cert is None:
             raise CAError(
-                404,
+                ErrorKind.NOT_FOUND,
                 "root not found",
                 public=f'root certificate with fingerprint "{sum_}" was not found',
             )
@@ -227,8 +228,11 @@ class Authority:
             alt_names = SubjectAltNames.split(sans)
             alt_names.general_names()
         except ValueError as exc:
-            raise CAError(400, f"names {subject!r} {sans!r}: {exc}",
-                          public="invalid certificate subject or SANs") from None
+            raise CAError(
+                ErrorKind.BAD_REQUEST,
+                f"names {subject!r} {sans!r}: {exc}",
+                public="invalid certificate subject or SANs",
+            ) from None
         request = LeafRequest(
             subject=subject_dn,
             sans=alt_names,
@@ -414,5 +418,7 @@ def require_csr(value: object) -> str:
     if value in (None, ""):
         raise bad_request("missing csr")
     if not isinstance(value, str):
-        raise CAError(400, "csr is not a string", public="error decoding json")
+        raise CAError(
+            ErrorKind.BAD_REQUEST, "csr is not a string", public="error decoding json"
+        )
     return value

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from pki.errors import CAError, bad_request, forbidden
+from pki.errors import CAError, ErrorKind, bad_request, forbidden
 from pki.sans import SubjectAltNames
 from provisioners.base import SignOptions
 
@@ -26,7 +26,9 @@ def parse_csr(pem: str) -> x509.CertificateSigningRequest:
     except (ValueError, TypeError, UnicodeEncodeError):
         # step-ca decodes the CSR while decoding the JSON body: same message.
         raise CAError(
-            400, "csr is not a PEM certificate request", public="error decoding json"
+            ErrorKind.BAD_REQUEST,
+            "csr is not a PEM certificate request",
+            public="error decoding json",
         ) from None
     try:
         ok = csr.is_signature_valid

@@ -10,7 +10,7 @@ import jwt
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pki.errors import CAError, unauthorized
+from pki.errors import CAError, ErrorKind, unauthorized
 from pki.jose import LEEWAY_SECONDS, verification_algorithms
 from provisioners.audience import matches
 from provisioners.base import Token
@@ -58,7 +58,7 @@ def verify(token: Token, leaf: x509.Certificate, audiences: list[str]) -> dict[s
         raise unauthorized("authorizeRenewToken: token subject does not match the certificate")
     if not matches(claims.get("aud"), audiences):
         raise CAError(
-            500,
+            ErrorKind.INTERNAL,
             "error validating renew token: invalid audience claim (aud)",
             public="error validating renew token: invalid audience claim (aud)",
         )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pki.durations import format_duration, parse_time_or_duration
-from pki.errors import CAError, bad_request, forbidden
+from pki.errors import CAError, ErrorKind, bad_request, forbidden
 from provisioners.claims import Claims
 
 
@@ -40,7 +40,9 @@ def requested_window(
         na_in = parse_time_or_duration(not_after or "", now)
     except ValueError as exc:
         # step-ca decodes these while decoding the JSON body: same public message.
-        raise CAError(400, f"notBefore/notAfter: {exc}", public="error decoding json") from None
+        raise CAError(
+            ErrorKind.BAD_REQUEST, f"notBefore/notAfter: {exc}", public="error decoding json"
+        ) from None
     start = now if nb_in is None else (now + nb_in if isinstance(nb_in, timedelta) else nb_in)
     if na_in is None:
         end = start + claims.default_tls

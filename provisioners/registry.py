@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import jwt
 
-from pki.errors import CAError, bad_request, unauthorized
+from pki.errors import CAError, ErrorKind, bad_request, unauthorized
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -118,7 +118,9 @@ class DisabledProvisioner(Provisioner):
 
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         message = f'provisioner "{self.name}" is disabled due to an initialization error'
-        raise CAError(401, f"{message}: {self.reason}", public=message, verbatim=True)
+        raise CAError(
+            ErrorKind.UNAUTHORIZED, f"{message}: {self.reason}", public=message, verbatim=True
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
-from pki.errors import CAError, bad_request, internal, unauthorized, unavailable
+from pki.errors import CAError, ErrorKind, bad_request, internal, unauthorized, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Repository:
 
     @staticmethod
     def _burn(conn: Connection, token: UsedToken | None, now: datetime) -> None:
-        """Insert the token's row: a primary-key conflict means it was used before (401).
+        """Insert the token's row: a primary-key conflict means it was used before (unauthorized).
 
         On PostgreSQL a concurrent INSERT of the same id waits for the first transaction to
         end and then fails, so a replay racing the first use never gets past this line.
@@ -119,11 +119,11 @@ class Repository:
         """Burn the token, then sign (`build`) and store the certificate, in one transaction.
 
         The token row is written first, so a replay (here, or on another appliance sharing
-        the database) fails with 401 before any (HSM) signature is made. The certificate row
-        joins the same transaction: both commit together or not at all, and the certificate
-        is returned only after the commit. A failure or crash after the burn rolls the token
-        back and no certificate leaves the CA unrecorded. A serial collision (a unique
-        violation on x509_certs) is retried with a new serial inside a savepoint; it is never
+        the database) is refused as unauthorized before any (HSM) signature is made. The
+        certificate row joins the same transaction: both commit together or not at all, and
+        the certificate is returned only after the commit. A failure or crash after the burn
+        rolls the token back and no certificate leaves the CA unrecorded. A serial collision (a
+        unique violation on x509_certs) is retried with a new serial inside a savepoint; it is never
         reported as a replay.
         """
         now = datetime.now(UTC)
@@ -154,8 +154,9 @@ class Repository:
     def revoke(self, rev: Revocation, token: UsedToken | None) -> None:
         """Record a revocation in the transaction that burns the token and checks the serial.
 
-        Token replayed: 401 (checked first, as step-ca authorises before it looks the serial
-        up). Unknown serial: 404. Already revoked: step-ca's 400. Any failure writes nothing.
+        Token replayed: unauthorized (checked first, as step-ca authorises before it looks the
+        serial up). Unknown serial: not found. Already revoked: step-ca's bad request. Any
+        failure writes nothing; a database that cannot be reached is `unavailable`.
         """
         serial = str(rev.serial)
         with self._transaction() as conn:
@@ -165,7 +166,7 @@ class Repository:
             ).scalar_one_or_none()
             if not_after is None:
                 raise CAError(
-                    404,
+                    ErrorKind.NOT_FOUND,
                     f"revoke: serial {serial} not found",
                     public=f"certificate with serial number '{serial}' was not found",
                 )

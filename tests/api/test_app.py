@@ -11,10 +11,10 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
+from api.errors import DEFAULT_MESSAGES
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
-from pki.errors import DEFAULT_MESSAGES
 
 INTERNAL = DEFAULT_MESSAGES[500]
 

@@ -12,6 +12,7 @@ import falcon
 import falcon.testing
 import pytest
 
+from api.errors import http_error
 from api.render import MAX_BODY, MAX_JSON_DEPTH, json_depth, read_json
 from pki.errors import CAError
 
@@ -97,7 +98,7 @@ def test_content_length_over_one_mib_is_refused_before_reading() -> None:
     req = SimpleNamespace(content_length=MAX_BODY + 1, bounded_stream=stream)
     with pytest.raises(CAError) as err:
         read_json(cast(falcon.Request, req))
-    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
+    assert http_error(err.value) == (400, TOO_LARGE)
     assert stream.tell() == 0, "the body was read"
 
 
@@ -107,7 +108,7 @@ def test_body_longer_than_announced_is_refused() -> None:
     req = SimpleNamespace(content_length=None, bounded_stream=stream)
     with pytest.raises(CAError) as err:
         read_json(cast(falcon.Request, req))
-    assert (err.value.status, err.value.message) == (400, TOO_LARGE)
+    assert http_error(err.value) == (400, TOO_LARGE)
     assert stream.tell() == MAX_BODY + 1
 
 

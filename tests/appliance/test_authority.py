@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import func, select
 
+from api.errors import http_error
 from appliance import profiles
 from appliance.authority import Authority
 from appliance.db.models import used_tokens, x509_certs
@@ -35,9 +36,9 @@ def _fails(status: int, message: str | None = None):  # type: ignore[no-untyped-
 
         def __exit__(self, typ, exc, tb):  # type: ignore[no-untyped-def]
             assert isinstance(exc, CAError), f"expected CAError, got {exc!r}"
-            assert exc.status == status, exc.reason
+            assert http_error(exc)[0] == status, exc.reason
             if message is not None:
-                assert exc.message == message
+                assert http_error(exc)[1] == message
             return True
 
     return _Ctx()

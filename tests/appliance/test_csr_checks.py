@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from api.errors import http_error
 from appliance import csr_checks
 from pki.errors import CAError
 from provisioners.base import SignOptions
@@ -49,8 +50,9 @@ def _csr(
 def _refused(status: int, call: Any, *args: Any) -> str:
     with pytest.raises(CAError) as err:
         call(*args)
-    assert err.value.status == status, err.value.reason
-    return err.value.message
+    got, message = http_error(err.value)
+    assert got == status, err.value.reason
+    return message
 
 
 # --- parse_csr ------------------------------------------------------------------------------

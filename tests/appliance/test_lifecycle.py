@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from api.errors import http_error
 from appliance import profiles
 from appliance.authority import Authority, RevokeRequest
 from appliance.config import CAConfig
@@ -42,7 +43,7 @@ def _renew_token(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, aud: s
 
 
 def _status(exc: pytest.ExceptionInfo[CAError]) -> int:
-    return exc.value.status
+    return http_error(exc.value)[0]
 
 
 def test_renew_keeps_identity_and_lifetime(authority: Authority, token: TokenMaker) -> None:
@@ -125,7 +126,7 @@ def test_expired_renewal_refused_unless_allowed(ca_dir: Path, token: TokenMaker)
     time.sleep(3)
     with pytest.raises(CAError) as err:
         strict.renew(short)
-    assert _status(err) == 401 and "certificate expired on" in err.value.message
+    assert _status(err) == 401 and "certificate expired on" in http_error(err.value)[1]
     renewed = lenient.renew_with_token(_renew_token(short, key, "https://ca.test/renew"))
     assert renewed.certificate.not_valid_after_utc > short.not_valid_after_utc
 
@@ -159,7 +160,7 @@ def test_revoke_by_token_then_renew_is_401(authority: Authority, token: TokenMak
     )
     with pytest.raises(CAError) as err:
         authority.revoke(RevokeRequest(serial, 1, "", None), cert)
-    assert _status(err) == 400 and "already revoked" in err.value.message
+    assert _status(err) == 400 and "already revoked" in http_error(err.value)[1]
     for attempt in (
         lambda: authority.renew(cert),
         lambda: authority.rekey(cert, make_csr("x", [], key)),

@@ -12,7 +12,7 @@ from appliance import profiles
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from keystores import SigningKey
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from tests.appliance.conftest import PASSWORD, TokenMaker, edit_config, make_csr
 from tests.postgres import postgres_server
 
@@ -46,7 +46,7 @@ def test_token_used_on_one_appliance_fails_on_the_other(
     a.sign(make_csr("pg.test", []), ott)
     with pytest.raises(CAError) as err:
         b.sign(make_csr("pg.test", []), ott)
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_concurrent_first_use_has_one_winner(
@@ -62,14 +62,14 @@ def test_concurrent_first_use_has_one_winner(
             authority.sign(make_csr("race.test", []), ott)
             outcomes.append("ok")
         except CAError as exc:
-            outcomes.append(str(exc.status))
+            outcomes.append(exc.kind.name)
 
     threads = [threading.Thread(target=attempt, args=(appliances[i % 2],)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["401"] * 7 + ["ok"]
+    assert sorted(outcomes) == ["UNAUTHORIZED"] * 7 + ["ok"]
 
 
 def test_serial_collision_is_retried_on_postgresql(
@@ -115,7 +115,7 @@ def test_replay_racing_the_first_use_waits_and_never_signs(
         try:
             outcomes[name] = authority.sign(make_csr("race.test", []), ott).certificate
         except CAError as exc:
-            outcomes[name] = exc.status
+            outcomes[name] = exc.kind
 
     first = threading.Thread(target=run, args=("a", a))
     first.start()
@@ -127,5 +127,5 @@ def test_replay_racing_the_first_use_waits_and_never_signs(
     release.set()
     first.join(10)
     replay.join(10)
-    assert outcomes["b"] == 401 and b_fetches == []
+    assert outcomes["b"] is ErrorKind.UNAUTHORIZED and b_fetches == []
     assert not isinstance(outcomes["a"], int)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from api.errors import http_error
 from appliance.validity import Window, check_window, go_time, limit_window, requested_window
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from provisioners.claims import Claims
 
 NOW = datetime(2030, 5, 17, 12, 0, 0, 250_000, tzinfo=UTC)
@@ -58,8 +59,8 @@ def test_rfc3339_times_are_taken_as_given() -> None:
 def test_undecodable_times_read_like_step_ca_json_errors(bad: str) -> None:
     for args in ((bad, None), (None, bad)):
         err = _status(requested_window, *args, NOW, CLAIMS, BACKDATE)
-        assert err.status == 400
-        assert err.message == "The request could not be completed: error decoding json."
+        assert err.kind is ErrorKind.BAD_REQUEST
+        assert http_error(err)[1] == "The request could not be completed: error decoding json."
 
 
 def test_windows_inside_the_bounds_pass() -> None:
@@ -75,8 +76,8 @@ def test_not_after_in_the_past_is_400() -> None:
         CLAIMS,
         BACKDATE,
     )
-    assert err.status == 400
-    assert err.message == (
+    assert err.kind is ErrorKind.BAD_REQUEST
+    assert http_error(err)[1] == (
         "The request could not be completed: notAfter cannot be in the past; "
         "na=2030-05-17 11:00:00 +0000 UTC."
     )
@@ -90,13 +91,14 @@ def test_not_after_before_not_before_is_400() -> None:
         CLAIMS,
         BACKDATE,
     )
-    assert err.status == 400 and "notAfter cannot be before notBefore" in err.message
+    assert err.kind is ErrorKind.BAD_REQUEST
+    assert "notAfter cannot be before notBefore" in http_error(err)[1]
 
 
 def test_durations_outside_the_claims_are_403_with_go_durations() -> None:
     short = _status(check_window, Window(NOW, NOW + timedelta(minutes=4)), NOW, CLAIMS, BACKDATE)
-    assert short.status == 403
-    assert short.message == (
+    assert short.kind is ErrorKind.FORBIDDEN
+    assert http_error(short)[1] == (
         "The request was forbidden by the certificate authority: requested duration of 4m0s "
         "is less than the authorized minimum certificate duration of 5m0s."
     )
@@ -109,9 +111,9 @@ def test_durations_outside_the_claims_are_403_with_go_durations() -> None:
         CLAIMS,
         BACKDATE,
     )
-    assert long.status == 403
+    assert long.kind is ErrorKind.FORBIDDEN
     assert "24h1m1s is more than the authorized maximum certificate duration of 24h1m0s" in (
-        long.message
+        http_error(long)[1]
     )
 
 
@@ -128,7 +130,7 @@ def test_limit_window_clips_a_default_and_refuses_an_explicit_overrun() -> None:
     assert limit_window(window, NOW + timedelta(days=2), explicit=True) is window
     assert limit_window(window, limit, explicit=False) == Window(NOW, limit)
     err = _status(limit_window, window, limit, explicit=True)
-    assert err.status == 403
+    assert err.kind is ErrorKind.FORBIDDEN
     assert "requested notAfter 2030-05-18 12:00:00 +0000 UTC is after the authorizing " in (
-        err.message
+        http_error(err)[1]
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from provisioners.audience import Method, audiences
 from provisioners.base import Provisioner
 from provisioners.registry import parse_token
@@ -24,5 +24,5 @@ def refused(prov: Provisioner, token: str) -> CAError:
     """The token must be refused with step-ca's 401; the error, for its reason."""
     with pytest.raises(CAError) as err:
         authorize(prov, token)
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
     return err.value

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import aws_identity_token, default_sans
 from cli.common import CLIError
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from provisioners import aws as aws_module
 from provisioners.audience import Method, audiences
 from provisioners.aws import AWSProvisioner, private_dns_name
@@ -290,7 +290,7 @@ def test_revoke_is_not_allowed(server: CloudMetadataServer) -> None:
         provisioner(server).authorize(
             parse_token(server.aws.token(AUD)), Method.REVOKE, audiences([CA_DNS], Method.REVOKE)
         )
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_smallstep_extension_can_be_disabled(server: CloudMetadataServer) -> None:
@@ -372,7 +372,7 @@ def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path, tmp_
         again = aws_identity_token(server.url, config(server), "web.internal", CA_URL)
         with pytest.raises(CAError) as err:
             auth.sign(csr_pem(make_csr("web.internal", ["web.internal"])), again)
-        assert err.value.status == 401
+        assert err.value.kind is ErrorKind.UNAUTHORIZED
         # Another instance does.
         server.aws.document["instanceId"] = "i-0fedcba9876543210"
         other = aws_identity_token(server.url, config(server), "db.internal", CA_URL)
@@ -410,7 +410,7 @@ def test_sign_with_disable_custom_sans(
         token = aws_identity_token(server.url, cfg, dns, CA_URL)
         with pytest.raises(CAError) as err:
             auth.sign(csr_pem(make_csr(dns, [dns, "evil.example.com"])), token)
-        assert err.value.status == 403
+        assert err.value.kind is ErrorKind.FORBIDDEN
         leaf = auth.sign(csr_pem(make_csr(dns, [dns])), token).certificate
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert san.get_values_for_type(x509.DNSName) == [dns]

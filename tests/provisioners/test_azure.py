@@ -16,7 +16,7 @@ from cryptography import x509
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import azure_identity_token, default_sans
 from cli.common import CLIError
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from provisioners.audience import Method, audiences
 from provisioners.azure import AzureProvisioner
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError
@@ -120,7 +120,7 @@ def test_registry_finds_it_by_tenant(server: CloudMetadataServer) -> None:
         reg.for_token(
             parse_token(server.azure.token(tid="11111111-2222-3333-4444-555555555555")), SIGN
         )
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_wrong_tenant(server: CloudMetadataServer) -> None:
@@ -270,7 +270,7 @@ def test_sign_once_per_identity(server: CloudMetadataServer, pki_dir: Path, tmp_
         assert ext.credential_id == server.azure.tenant_id
         with pytest.raises(CAError) as err:  # a fresh token of the same VM: refused
             auth.sign(csr, azure_identity_token(server.url))
-        assert err.value.status == 401
+        assert err.value.kind is ErrorKind.UNAUTHORIZED
     finally:
         auth.repository.engine.dispose()
 
@@ -289,7 +289,7 @@ def test_sign_reusing_a_token_without_tofu(
             assert san.get_values_for_type(x509.DNSName) == ["web-vm-1"]
         with pytest.raises(CAError) as err:
             auth.sign(csr_pem(make_csr("other", ["web-vm-1"])), token)
-        assert err.value.status == 403
+        assert err.value.kind is ErrorKind.FORBIDDEN
     finally:
         auth.repository.engine.dispose()
 

@@ -13,10 +13,11 @@ import jwt
 import pytest
 from cryptography import x509
 
+from api.errors import http_error
 from cli.ca import cloud_flows
 from cli.ca.cloud_flows import default_sans, gcp_identity_token
 from cli.common import CLIError
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 from provisioners.audience import Method, audiences
 from provisioners.base import ProvisionerConfigError, ProvisionerInitError, token_hash
 from provisioners.claims import Claims
@@ -236,8 +237,9 @@ def test_unreachable_jwks_disables_the_provisioner(server: CloudMetadataServer) 
     found = reg.for_token(token, SIGN)  # routed to the disabled stand-in by its fragment
     with pytest.raises(CAError) as err:
         found.authorize(token, Method.SIGN, SIGN)
-    assert err.value.status == 401
-    assert err.value.message == 'provisioner "gcp" is disabled due to an initialization error'
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
+    message = 'provisioner "gcp" is disabled due to an initialization error'
+    assert http_error(err.value) == (401, message)
 
 
 def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> None:
@@ -262,7 +264,7 @@ def test_sign_once_per_instance(server: CloudMetadataServer, pki_dir: Path, tmp_
         assert ext.key_value_pairs == ("InstanceID", INSTANCE_ID, "InstanceName", "vm-1")
         with pytest.raises(CAError) as err:  # trust on first use: one certificate per VM
             auth.sign(csr, gcp_identity_token(server.url, cfg, CA_URL))
-        assert err.value.status == 401
+        assert err.value.kind is ErrorKind.UNAUTHORIZED
         server.gcp.compute_engine["instance_id"] = "1"
         auth.sign(csr, gcp_identity_token(server.url, cfg, CA_URL))
     finally:
@@ -281,7 +283,7 @@ def test_sign_with_disable_custom_sans(
                 csr_pem(make_csr("vm-1", ["evil.example.com"])),
                 gcp_identity_token(server.url, cfg, CA_URL),
             )
-        assert err.value.status == 403
+        assert err.value.kind is ErrorKind.FORBIDDEN
         leaf = auth.sign(
             csr_pem(make_csr("vm-1", names)), gcp_identity_token(server.url, cfg, CA_URL)
         ).certificate

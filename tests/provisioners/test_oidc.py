@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from api.errors import DEFAULT_MESSAGES, http_error
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from cli.ca.oidc_flow import csr_names, oidc_login, pkce_pair
 from cli.common import CLIError
-from pki.errors import DEFAULT_MESSAGES, CAError
+from pki.errors import CAError, ErrorKind
 from pki.jose import public_jwk
 from pki.sans import SubjectAltNames
 from provisioners.audience import Method
@@ -86,8 +87,8 @@ def _authorize(prov: OIDCProvisioner, raw: str, method: Method = Method.SIGN) ->
 def _refused(prov: OIDCProvisioner, raw: str, method: Method = Method.SIGN) -> CAError:
     with pytest.raises(CAError) as err:
         _authorize(prov, raw, method)
-    assert err.value.status == 401
-    assert err.value.message == DEFAULT_401  # the reason is for the log only
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
+    assert http_error(err.value)[1] == DEFAULT_401  # the reason is for the log only
     return err.value
 
 
@@ -541,7 +542,7 @@ def test_registry_keeps_a_disabled_provisioner(idp: TestIdP) -> None:
     message = 'provisioner "down" is disabled due to an initialization error'
     with pytest.raises(CAError) as err:
         prov.authorize(parse_token(raw), Method.SIGN, [])
-    assert (err.value.status, err.value.message) == (401, message)
+    assert http_error(err.value) == (401, message)
     # The working provisioner next to it is unaffected.
     assert reg.for_token(parse_token(idp.id_token()), []).name == "sso"
 
@@ -560,8 +561,9 @@ def test_registry_routes_tokens_to_the_disabled_provisioner(idp: TestIdP) -> Non
     token = parse_token(raw)
     with pytest.raises(CAError) as err:
         reg.for_token(token, []).authorize(token, Method.SIGN, [])
-    assert err.value.status == 401
-    assert err.value.message == 'provisioner "down" is disabled due to an initialization error'
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
+    message = 'provisioner "down" is disabled due to an initialization error'
+    assert http_error(err.value) == (401, message)
 
 
 # --- through the authority: names, single use -----------------------------------------------
@@ -622,7 +624,7 @@ def test_authority_issues_sub_email_uri_and_refuses_the_replayed_nonce(
     assert (ext.type, ext.name, ext.credential_id) == (int(ProvisionerType.OIDC), "sso", CLIENT_ID)
     with pytest.raises(CAError) as err:
         authority.sign(_csr(cn, sans), raw)
-    assert (err.value.status, err.value.message) == (401, DEFAULT_401)
+    assert http_error(err.value) == (401, DEFAULT_401)
     assert "already used" in err.value.reason
 
 
@@ -631,7 +633,7 @@ def test_same_nonce_in_another_token_is_a_replay(authority: Authority, idp: Test
     authority.sign(_csr(None, []), idp.id_token(nonce=nonce))
     with pytest.raises(CAError) as err:
         authority.sign(_csr(None, []), idp.id_token(nonce=nonce, iat=int(time.time()) - 1))
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_non_admin_cannot_get_other_names(authority: Authority, idp: TestIdP) -> None:
@@ -639,7 +641,7 @@ def test_non_admin_cannot_get_other_names(authority: Authority, idp: TestIdP) ->
     try:
         cert = authority.sign(_csr("evil.example.com", ["evil.example.com"]), raw).certificate
     except CAError as err:
-        assert err.status == 403
+        assert err.kind is ErrorKind.FORBIDDEN
         return
     cn, sans = _names(cert)  # step-ca ignores the CSR's names: the token's are issued
     assert cn == idp.user.sub and sans.dns == ()
@@ -663,7 +665,7 @@ def test_token_from_before_the_ca_started(authority: Authority, idp: TestIdP) ->
     raw = idp.id_token(iat=authority.start_time - 10)
     with pytest.raises(CAError) as err:
         authority.sign(_csr(None, []), raw)
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 # --- the CLI login flow ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pki.errors import CAError
+from api.errors import http_error
+from pki.errors import CAError, ErrorKind
 from pki.jose import public_jwk
 from provisioners.audience import Method, audiences, matches
 from provisioners.base import ProvisionerConfigError
@@ -43,8 +44,10 @@ def test_limit_defaults_and_cap(limit: str | None, count: int) -> None:
 def test_non_integer_limit_is_400() -> None:
     with pytest.raises(CAError) as err:
         _registry(1).page("", "abc")
-    assert err.value.status == 400
-    assert err.value.message == "The request could not be completed: limit 'abc' is not an integer."
+    assert err.value.kind is ErrorKind.BAD_REQUEST
+    assert http_error(err.value) == (
+        400, "The request could not be completed: limit 'abc' is not an integer."
+    )
 
 
 def test_json_keeps_step_field_order() -> None:
@@ -76,7 +79,7 @@ def test_encrypted_key_lookup() -> None:
 def test_unparseable_token_is_401() -> None:
     with pytest.raises(CAError) as err:
         parse_token("garbage")
-    assert err.value.status == 401
+    assert err.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_audiences_and_port_insensitive_match() -> None:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from api.errors import http_error
 from appliance.db.engine import migrate, open_engine
 from appliance.db.models import revoked_x509_certs, used_tokens, x509_certs
 from appliance.db.repository import (
@@ -23,7 +24,7 @@ from appliance.db.repository import (
     UsedToken,
     unique_violation_table,
 )
-from pki.errors import CAError
+from pki.errors import CAError, ErrorKind
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -88,10 +89,10 @@ def _revocation(serial: int, token_id: str = "") -> Revocation:
     )
 
 
-def _raises(status: int, call: Callable[[], object]) -> CAError:
+def _raises(kind: ErrorKind, call: Callable[[], object]) -> CAError:
     with pytest.raises(CAError) as err:
         call()
-    assert err.value.status == status, err.value.reason
+    assert err.value.kind is kind, err.value.reason
     return err.value
 
 
@@ -111,7 +112,7 @@ def test_issue_records_token_and_certificate(repo: Repository) -> None:
 def test_replay_is_refused_before_signing(repo: Repository) -> None:
     repo.issue(_token(), "admin", Builder(10))
     again = Builder(11)
-    err = _raises(401, lambda: repo.issue(_token(), "admin", again))
+    err = _raises(ErrorKind.UNAUTHORIZED, lambda: repo.issue(_token(), "admin", again))
     assert err.reason == "authority.Authorize: token already used"
     assert again.calls == 0, "a replay must cost no signature"
     assert (_count(repo, x509_certs), _count(repo, used_tokens)) == (1, 1)
@@ -135,7 +136,7 @@ def test_serial_collision_is_retried_with_a_new_serial(repo: Repository) -> None
 def test_serial_collisions_without_end_are_500_not_replay(repo: Repository) -> None:
     repo.issue(None, "", Builder(10))
     build = Builder(10)
-    err = _raises(500, lambda: repo.issue(_token(), "admin", build))
+    err = _raises(ErrorKind.INTERNAL, lambda: repo.issue(_token(), "admin", build))
     assert "serial" in err.reason
     assert build.calls == SERIAL_ATTEMPTS
     # Rolled back: the token was not spent on a certificate nobody got.
@@ -160,7 +161,7 @@ def test_other_integrity_errors_are_not_replays(repo: Repository) -> None:
 def test_unavailable_database_is_503_and_signs_nothing(tmp_path: Path) -> None:
     repo = Repository(create_engine(f"sqlite:///{tmp_path / 'missing' / 'ca.db'}"))
     build = Builder(10)
-    _raises(503, lambda: repo.issue(_token(), "admin", build))
+    _raises(ErrorKind.UNAVAILABLE, lambda: repo.issue(_token(), "admin", build))
     assert build.calls == 0
 
 
@@ -204,8 +205,9 @@ def test_revoke_records_and_reports(repo: Repository) -> None:
 def test_revoke_twice_is_400_and_does_not_burn_the_second_token(repo: Repository) -> None:
     repo.issue(None, "", Builder(10))
     repo.revoke(_revocation(10), None)
-    err = _raises(400, lambda: repo.revoke(_revocation(10, "jti-2"), _token("jti-2")))
-    assert err.message == (
+    again = _revocation(10, "jti-2")
+    err = _raises(ErrorKind.BAD_REQUEST, lambda: repo.revoke(again, _token("jti-2")))
+    assert http_error(err)[1] == (
         "The request could not be completed: certificate with serial number '10' is already "
         "revoked."
     )
@@ -213,14 +215,15 @@ def test_revoke_twice_is_400_and_does_not_burn_the_second_token(repo: Repository
 
 
 def test_revoke_unknown_serial_is_404_and_keeps_the_token(repo: Repository) -> None:
-    err = _raises(404, lambda: repo.revoke(_revocation(99, "jti-r"), _token("jti-r")))
-    assert err.message == "certificate with serial number '99' was not found"
+    unknown = _revocation(99, "jti-r")
+    err = _raises(ErrorKind.NOT_FOUND, lambda: repo.revoke(unknown, _token("jti-r")))
+    assert http_error(err)[1] == "certificate with serial number '99' was not found"
     assert _count(repo, used_tokens) == 0
 
 
 def test_revoke_with_a_used_token_is_401(repo: Repository) -> None:
     repo.issue(_token("jti-1"), "admin", Builder(10))
-    _raises(401, lambda: repo.revoke(_revocation(10, "jti-1"), _token("jti-1")))
+    _raises(ErrorKind.UNAUTHORIZED, lambda: repo.revoke(_revocation(10, "jti-1"), _token("jti-1")))
     assert not repo.is_revoked(10)
 
 
@@ -271,4 +274,5 @@ def test_purge_forgets_only_expired_tokens(repo: Repository) -> None:
     repo.issue(UsedToken("new", "admin", now + timedelta(hours=2)), "admin", Builder(11))
     assert repo.purge_tokens(now) == 1
     assert repo.purge_tokens(now) == 0
-    _raises(401, lambda: repo.issue(UsedToken("new", "admin", now), "admin", Builder(12)))
+    reused = UsedToken("new", "admin", now)
+    _raises(ErrorKind.UNAUTHORIZED, lambda: repo.issue(reused, "admin", Builder(12)))
