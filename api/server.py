@@ -72,7 +72,7 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         """SIGHUP: a new authority from ca.json; on any error keep serving the old one."""
         old = self.authority
         try:
-            new = Authority(CAConfig.load(self.config_path), password=self._password)
+            new = Authority.open(CAConfig.load(self.config_path), password=self._password)
         except Exception as exc:  # a bad edit must not take the CA down
             log.error(
                 "reloading %s failed, keeping the running configuration: %s", self.config_path, exc

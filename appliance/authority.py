@@ -9,7 +9,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -17,14 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance import csr_checks, renew_token
+from appliance.assembly import AuthorityParts, assemble
 from appliance.config import CAConfig
 from appliance.crl import CRLPublisher, crl_url
-from appliance.db.engine import database_url, migrate, open_engine
-from appliance.db.repository import Repository, Revocation, UsedToken
-from appliance.ocsp import OCSPResponder
+from appliance.db.repository import Revocation, UsedToken
 from appliance.profiles import (
     LeafRequest,
     RevocationPointers,
@@ -32,9 +29,8 @@ from appliance.profiles import (
     build_renewal,
     subject_name,
 )
-from appliance.signer import IssuerSigner
 from appliance.validity import check_window, go_time, limit_window, requested_window
-from keystores import KeyStoreError, SigningKey
+from keystores import SigningKey
 from pki.errors import (
     CAError,
     ErrorKind,
@@ -45,34 +41,13 @@ from pki.errors import (
 )
 from pki.fingerprint import certificate_fingerprint
 from pki.sans import SubjectAltNames
-from pki.steppath import resolve
 from provisioners.audience import Method, audiences
 from provisioners.base import token_hash
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
-from provisioners.registry import ProvisionerRegistry, parse_token
+from provisioners.registry import parse_token
 
 log = logging.getLogger(__name__)
-
-
-class AuthorityError(RuntimeError):
-    """The CA cannot start: a missing file, a wrong password, a bad config."""
-
-
-def load_certificates(path: Path) -> list[x509.Certificate]:
-    """Every certificate in a PEM bundle (or one DER certificate)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AuthorityError(f"error reading {path}: {exc.strerror}") from None
-    try:
-        if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
-    except ValueError:
-        raise AuthorityError(f"error parsing {path}: not a certificate") from None
-    return certs
 
 
 def pem(cert: x509.Certificate) -> str:
@@ -101,39 +76,25 @@ class SignResult:
 class Authority:
     """One CA: its roots, its intermediate and signer, its provisioners and its database."""
 
-    def __init__(self, config: CAConfig, password: bytes | None = None) -> None:
-        self.config = config
+    def __init__(self, parts: AuthorityParts) -> None:
+        """An authority from its parts (see appliance.assembly, or `Authority.open`)."""
+        config = self.config = parts.config
         self.start_time = int(time.time())
-        self.roots = [c for p in config.roots for c in load_certificates(p)]
-        self.federated_roots = [c for p in config.federated_roots for c in load_certificates(p)]
-        self.intermediates = load_certificates(config.crt)
+        self.roots = parts.roots
+        self.federated_roots = parts.federated_roots
+        self.intermediates = parts.intermediates
+        self.issuer_signer = parts.issuer_signer
+        self.registry = parts.registry
+        self.repository = parts.repository
+        self.ocsp = parts.ocsp
         self._by_fingerprint = {
             certificate_fingerprint(c): c for c in self.roots + self.federated_roots
         }
-        if password is None and config.password:
-            password = config.password.encode()
-        kms = config.raw.get("kms")
-        self.issuer_signer = IssuerSigner(
-            kms if isinstance(kms, dict) else None,
-            config.key,
-            self.intermediates[0],
-            password,
-            config.base_dir,
-        )
-        try:
-            self.issuer_signer.check()
-        except KeyStoreError as exc:
-            raise AuthorityError(str(exc)) from None
-        self.registry = ProvisionerRegistry(config.provisioners, config.claims)
         self._audiences = {m: audiences(config.dns_names, m) for m in Method}
         self._all_audiences = sorted({a for v in self._audiences.values() for a in v})
-        engine = open_engine(database_url(config.db, config.base_dir))
-        migrate(engine)
-        self.repository = Repository(engine)
         self.crl = CRLPublisher(
             config, self.intermediates[0], self.issuer_signer.get, self.repository
         )
-        self.ocsp = self._ocsp_responder(config, password)
         self._pointers = (
             RevocationPointers(
                 crl_url=crl_url(config),
@@ -144,28 +105,10 @@ class Authority:
             else None
         )
 
-    def _ocsp_responder(self, config: CAConfig, password: bytes | None) -> OCSPResponder:
-        """The intermediate answers OCSP, or a delegated OCSP signer when configured."""
-        issuer = self.intermediates[0]
-        if not config.crl.ocsp_crt:
-            return OCSPResponder(issuer, self.issuer_signer.get, self.repository)
-        delegate = load_certificates(resolve(config.crl.ocsp_crt, config.base_dir))[0]
-        try:
-            delegate.verify_directly_issued_by(issuer)
-            eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-            raise AuthorityError(
-                f"{config.crl.ocsp_crt} must be issued by the intermediate, "
-                "with the OCSPSigning EKU"
-            ) from None
-        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
-            raise AuthorityError(f"{config.crl.ocsp_crt} lacks the OCSPSigning EKU")
-        signer = IssuerSigner(None, config.crl.ocsp_key, delegate, password, config.base_dir)
-        try:
-            signer.check()
-        except KeyStoreError as exc:
-            raise AuthorityError(str(exc)) from None
-        return OCSPResponder(issuer, signer.get, self.repository, delegate)
+    @classmethod
+    def open(cls, config: CAConfig, password: bytes | None = None) -> Authority:
+        """Load certificates, open the key store and the database, build the provisioners."""
+        return cls(assemble(config, password))
 
     @property
     def signer(self) -> SigningKey:

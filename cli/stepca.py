@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from appliance.authority import Authority, AuthorityError
+from appliance.assembly import AuthorityError
+from appliance.authority import Authority
 from appliance.config import CAConfig, ConfigError
 from appliance.db.engine import DatabaseConfigError
 from appliance.logs import LogFormat, configure
@@ -56,7 +57,7 @@ def serve(
     try:
         cfg = CAConfig.load(config)
         check_listen(cfg.host, cfg.port)
-        authority = Authority(cfg, password=password)
+        authority = Authority.open(cfg, password=password)
     except (
         ConfigError,
         ListenError,

@@ -520,7 +520,7 @@ def make_authority(pki_dir: Path, db_dir: Path, provisioners: list[dict[str, Any
         provisioners=provisioners,
         db={"type": "sqlite", "dataSource": str(db_dir / "ca.db")},
     )
-    auth = Authority(config, password=CA_PASSWORD)
+    auth = Authority.open(config, password=CA_PASSWORD)
     auth.start_time -= 5  # tokens made right after start must not look older than the CA
     return auth
 

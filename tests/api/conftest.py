@@ -23,7 +23,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[falcon.App[Any, An
     try:
         init_pki(InitRequest(base, "OpenAPI", ["127.0.0.1"], "127.0.0.1:9", "admin",
                              b"ca-pw", b"prov-pw"))
-        authority = Authority(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
+        authority = Authority.open(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
         yield create_app(authority)
     finally:
         mp.undo()

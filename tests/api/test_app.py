@@ -27,7 +27,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[falcon.testing.
     try:
         init_pki(InitRequest(base, "Api", ["127.0.0.1", "localhost"], "127.0.0.1:9",
                              "admin", b"ca-pw", b"prov-pw"))
-        authority = Authority(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
+        authority = Authority.open(CAConfig.load(base / "config" / "ca.json"), password=b"ca-pw")
         yield falcon.testing.TestClient(create_app(authority))
     finally:
         mp.undo()

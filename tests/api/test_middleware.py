@@ -38,7 +38,8 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     try:
         init_pki(InitRequest(base, "Mw", ["ca.test", "127.0.0.1"], "127.0.0.1:9000",
                              "admin", CA_PASSWORD, PROV_PASSWORD))
-        auth = Authority(CAConfig.load(Path(base) / "config" / "ca.json"), password=CA_PASSWORD)
+        config = CAConfig.load(Path(base) / "config" / "ca.json")
+        auth = Authority.open(config, password=CA_PASSWORD)
         auth.start_time -= 5  # tokens made right away must not look older than the CA
         yield auth
         auth.repository.engine.dispose()

@@ -63,7 +63,7 @@ def edit_config(ca_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 @pytest.fixture
 def authority(ca_dir: Path) -> Iterator[Authority]:
-    auth = Authority(CAConfig.load(ca_dir / "config" / "ca.json"), password=PASSWORD)
+    auth = Authority.open(CAConfig.load(ca_dir / "config" / "ca.json"), password=PASSWORD)
     auth.start_time -= 5  # tokens made right after start must not look older than the CA
     yield auth
     auth.repository.engine.dispose()

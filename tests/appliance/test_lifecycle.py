@@ -108,7 +108,7 @@ def test_foreign_certificate_cannot_renew(authority: Authority) -> None:
 
 def test_expired_renewal_refused_unless_allowed(ca_dir: Path, token: TokenMaker) -> None:
     cfg = ca_dir / "config" / "ca.json"
-    strict = Authority(CAConfig.load(cfg), password=PASSWORD)
+    strict = Authority.open(CAConfig.load(cfg), password=PASSWORD)
 
     def allow(raw: dict) -> None:  # type: ignore[type-arg]
         raw["authority"]["provisioners"][0]["claims"] = {
@@ -117,7 +117,7 @@ def test_expired_renewal_refused_unless_allowed(ca_dir: Path, token: TokenMaker)
         }
 
     edit_config(ca_dir, allow)
-    lenient = Authority(CAConfig.load(cfg), password=PASSWORD)
+    lenient = Authority.open(CAConfig.load(cfg), password=PASSWORD)
     lenient.start_time -= 5
     key = ec.generate_private_key(ec.SECP256R1())
     short = lenient.sign(
@@ -251,7 +251,7 @@ def test_delegated_ocsp_signer(ca_dir: Path, authority: Authority, token: TokenM
         raw["crl"] = {"enabled": True, "ocspCrt": "certs/ocsp.crt", "ocspKey": "secrets/ocsp_key"}
 
     edit_config(ca_dir, delegate_ocsp)
-    delegated = Authority(CAConfig.load(ca_dir / "config" / "ca.json"), password=PASSWORD)
+    delegated = Authority.open(CAConfig.load(ca_dir / "config" / "ca.json"), password=PASSWORD)
     delegated.start_time -= 5
     cert = delegated.sign(make_csr("foo.test", []), token()).certificate
     resp = _ocsp(delegated, cert, b"n")

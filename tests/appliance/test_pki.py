@@ -100,7 +100,7 @@ def test_init_with_file_stores(steppath: Path, tmp_path: Path) -> None:
     assert entry["details"]["root_key"] == "created"
     assert entry["details"]["intermediate_key"] == "created"
 
-    auth = Authority(CAConfig.load(res.ca_config), password=PASSWORD)
+    auth = Authority.open(CAConfig.load(res.ca_config), password=PASSWORD)
     try:
         assert ceremony.same_key(auth.signer.public_key(), inter)
     finally:
@@ -232,7 +232,7 @@ def test_offline_path(steppath: Path, tmp_path: Path, offline_root: tuple[str, P
     assert commands == ["step ca init --intermediate-csr", "step ca init --intermediate-crt"]
     assert ceremony_record.verify_record(res.record).entries == 2
 
-    auth = Authority(CAConfig.load(res.ca_config), password=PASSWORD)
+    auth = Authority.open(CAConfig.load(res.ca_config), password=PASSWORD)
     try:
         assert ceremony.same_key(auth.signer.public_key(), cert)
     finally:

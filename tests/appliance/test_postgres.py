@@ -30,7 +30,7 @@ def appliances(ca_dir: Path, pg_url: str) -> Iterator[list[Authority]]:
 
     edit_config(ca_dir, use_pg)
     cfg_path = ca_dir / "config" / "ca.json"
-    pair = [Authority(CAConfig.load(cfg_path), password=PASSWORD) for _ in range(2)]
+    pair = [Authority.open(CAConfig.load(cfg_path), password=PASSWORD) for _ in range(2)]
     for a in pair:
         a.start_time -= 5
     yield pair

@@ -29,7 +29,7 @@ def stepca_authority(steppath: Path) -> Authority:
     path = steppath / "ca.json"
     path.write_text(json.dumps(raw))
     shutil.copy(TESTDATA / "secrets" / "root_ca.crt", steppath / "root.crt")
-    auth = Authority(CAConfig.load(path))  # the password comes from ca.json, as step-ca allows
+    auth = Authority.open(CAConfig.load(path))  # the password comes from ca.json, as step-ca allows
     auth.start_time -= 5
     return auth
 

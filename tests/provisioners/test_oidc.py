@@ -578,7 +578,7 @@ def _authority(tmp_path: Path, idp: TestIdP, **extra: Any) -> Authority:
     raw = json.loads(path.read_text())
     raw["authority"]["provisioners"].append(idp.provisioner(**extra))
     path.write_text(json.dumps(raw))
-    auth = Authority(CAConfig.load(path), password=PASSWORD)
+    auth = Authority.open(CAConfig.load(path), password=PASSWORD)
     auth.start_time -= 5
     return auth
 

@@ -199,7 +199,7 @@ def authority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: X5CPKI) -> I
     raw = json.loads(ca_json.read_text())
     raw["authority"]["provisioners"].append({"type": "X5C", "name": NAME, "roots": pki.roots_value})
     ca_json.write_text(json.dumps(raw, indent="\t"))
-    auth = Authority(CAConfig.load(ca_json), password=PASSWORD)
+    auth = Authority.open(CAConfig.load(ca_json), password=PASSWORD)
     auth.start_time -= 5
     yield auth
     auth.repository.engine.dispose()

@@ -1,0 +1,119 @@
+"""Assembling an authority from ca.json: certificates, the issuing key, provisioners, database.
+
+The loading (files, a key store that may fork for an HSM, database migrations) is here, so
+that `Authority` itself is a plain object made of its parts and tests or a reload can build
+one from parts of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.config import CAConfig
+from appliance.db.engine import database_url, migrate, open_engine
+from appliance.db.repository import Repository
+from appliance.ocsp import OCSPResponder
+from appliance.signer import IssuerSigner
+from keystores import KeyStoreError
+from pki.steppath import resolve
+from provisioners.registry import ProvisionerRegistry
+
+
+class AuthorityError(RuntimeError):
+    """The CA cannot start: a missing file, a wrong password, a bad config."""
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle (or one DER certificate)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AuthorityError(f"error reading {path}: {exc.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise AuthorityError(f"error parsing {path}: not a certificate") from None
+    return certs
+
+
+@dataclass
+class AuthorityParts:
+    """What an authority is made of."""
+
+    config: CAConfig
+    roots: list[x509.Certificate]
+    federated_roots: list[x509.Certificate]
+    intermediates: list[x509.Certificate]
+    issuer_signer: IssuerSigner
+    registry: ProvisionerRegistry
+    repository: Repository
+    ocsp: OCSPResponder
+
+
+def assemble(
+    config: CAConfig, password: bytes | None = None, *, migrate_schema: bool = True
+) -> AuthorityParts:
+    """The parts ca.json describes; AuthorityError names what could not be loaded."""
+    roots = [c for p in config.roots for c in load_certificates(p)]
+    federated = [c for p in config.federated_roots for c in load_certificates(p)]
+    intermediates = load_certificates(config.crt)
+    if password is None and config.password:
+        password = config.password.encode()
+    kms = config.raw.get("kms")
+    issuer_signer = IssuerSigner(
+        kms if isinstance(kms, dict) else None,
+        config.key,
+        intermediates[0],
+        password,
+        config.base_dir,
+    )
+    try:
+        issuer_signer.check()
+    except KeyStoreError as exc:
+        raise AuthorityError(str(exc)) from None
+    registry = ProvisionerRegistry(config.provisioners, config.claims)
+    engine = open_engine(database_url(config.db, config.base_dir))
+    if migrate_schema:
+        migrate(engine)
+    repository = Repository(engine)
+    ocsp = ocsp_responder(config, intermediates[0], issuer_signer, repository, password)
+    return AuthorityParts(
+        config, roots, federated, intermediates, issuer_signer, registry, repository, ocsp
+    )
+
+
+def ocsp_responder(
+    config: CAConfig,
+    issuer: x509.Certificate,
+    issuer_signer: IssuerSigner,
+    repository: Repository,
+    password: bytes | None,
+) -> OCSPResponder:
+    """The intermediate answers OCSP, or a delegated OCSP signer when configured."""
+    if not config.crl.ocsp_crt:
+        return OCSPResponder(issuer, issuer_signer.get, repository)
+    delegate = load_certificates(resolve(config.crl.ocsp_crt, config.base_dir))[0]
+    try:
+        delegate.verify_directly_issued_by(issuer)
+        eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        raise AuthorityError(
+            f"{config.crl.ocsp_crt} must be issued by the intermediate, "
+            "with the OCSPSigning EKU"
+        ) from None
+    if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+        raise AuthorityError(f"{config.crl.ocsp_crt} lacks the OCSPSigning EKU")
+    signer = IssuerSigner(None, config.crl.ocsp_key, delegate, password, config.base_dir)
+    try:
+        signer.check()
+    except KeyStoreError as exc:
+        raise AuthorityError(str(exc)) from None
+    return OCSPResponder(issuer, signer.get, repository, delegate)
