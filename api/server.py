@@ -72,7 +72,11 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         """SIGHUP: a new authority from ca.json; on any error keep serving the old one."""
         old = self.authority
         try:
-            new = Authority.open(CAConfig.load(self.config_path), password=self._password)
+            config = CAConfig.load(self.config_path)
+            # The schema was brought up to date at start-up; only a new database needs it.
+            new = Authority.open(
+                config, password=self._password, migrate_schema=config.db != old.config.db
+            )
         except Exception as exc:  # a bad edit must not take the CA down
             log.error(
                 "reloading %s failed, keeping the running configuration: %s", self.config_path, exc

@@ -106,9 +106,11 @@ class Authority:
         )
 
     @classmethod
-    def open(cls, config: CAConfig, password: bytes | None = None) -> Authority:
+    def open(
+        cls, config: CAConfig, password: bytes | None = None, *, migrate_schema: bool = True
+    ) -> Authority:
         """Load certificates, open the key store and the database, build the provisioners."""
-        return cls(assemble(config, password))
+        return cls(assemble(config, password, migrate_schema=migrate_schema))
 
     @property
     def signer(self) -> SigningKey:
