@@ -67,19 +67,27 @@ class FrontWorker(Worker):  # type: ignore[misc]
 
     limits = Limits()
 
+    loop: asyncio.AbstractEventLoop
+    pool: ThreadPoolExecutor
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.loop = asyncio.new_event_loop()
         self.connections: set[Connection] = set()
         self.open_transports: set[asyncio.BaseProtocol] = set()  # TLS, from accept on
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, self.cfg.threads), thread_name_prefix="app"
-        )
         self.date = DateHeader()
         self.servers: list[asyncio.Server] = []
         limits = getattr(self.app, "limits", None)
         if isinstance(limits, Limits):
             self.limits = limits
+
+    def init_process(self) -> None:
+        """In the worker process only: gunicorn builds this object in the master too, where
+        an event loop would outlive its fork and complain when collected."""
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, self.cfg.threads), thread_name_prefix="app"
+        )
+        super().init_process()
 
     def init_signals(self) -> None:
         for sig in self.SIGNALS:
