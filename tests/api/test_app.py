@@ -65,7 +65,8 @@ def test_unknown_route(client: falcon.testing.TestClient) -> None:
 
 @pytest.mark.parametrize(
     "method,path,allowed",
-    [("POST", "/health", "GET"), ("GET", "/1.0/sign", "POST"), ("DELETE", "/roots", "GET")],
+    [("POST", "/health", "GET"), ("GET", "/1.0/sign", "POST"), ("DELETE", "/roots", "GET"),
+     ("OPTIONS", "/health", "GET"), ("OPTIONS", "/1.0/sign", "POST")],
 )
 def test_wrong_method_is_405_not_an_internal_error(
     client: falcon.testing.TestClient, method: str, path: str, allowed: str
