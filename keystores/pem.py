@@ -125,9 +125,14 @@ def load_private_key_pem(data: bytes, password: bytes | None) -> PrivateKeyTypes
     except ValueError as exc:
         # cryptography reports these only as ValueError; its wording is the one clue.
         message = str(exc).lower()
-        if "password" in message:
+        if "password" in message and "could not deserialize" not in message:
             raise WrongPasswordError("wrong password") from None
-        if "unknown" in message or "unsupported" in message:
+        # "Could not deserialize key data ... unsupported algorithm" is cryptography's one
+        # message for anything the decrypted bytes fail to parse as, garbage from a wrong
+        # password included; the envelope was checked above, so it is not the algorithm.
+        if ("unknown" in message or "unsupported" in message) and (
+            "could not deserialize" not in message
+        ):
             raise KeyStoreError(f"unsupported key encryption: {_reason(exc)}") from None
         # A wrong password sometimes yields valid CBC padding and garbage (~1 in 300), which
         # looks just like a damaged file: CBC without a MAC cannot tell them apart.
