@@ -29,6 +29,7 @@ from pathlib import Path
 from cli.certinfo import Certificate, CertParseError, parse_certificate, parse_certificate_bundle
 from cli.common import CLIError, go_strerror
 from cli.tlsfetch import fetch_peer_certificates, trim_url
+from pki.durations import parse_duration_ns
 
 #: step's defaultPercentUsedThreshold.
 DEFAULT_PERCENT_THRESHOLD = 66
@@ -44,16 +45,6 @@ _NANOSECONDS_PER_MINUTE = 60 * 10**9
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Go's time.ParseDuration units, in nanoseconds.
-_DURATION_UNITS: dict[str, int] = {
-    "ns": 1,
-    "us": 10**3,
-    "\u00b5s": 10**3,  # MICRO SIGN
-    "\u03bcs": 10**3,  # GREEK SMALL LETTER MU
-    "ms": 10**6,
-    "s": 10**9,
-    "m": 60 * 10**9,
-    "h": 3600 * 10**9,
-}
 
 
 class RenewalCheckError(CLIError):
@@ -74,95 +65,6 @@ class Threshold:
     @property
     def is_percent(self) -> bool:
         return self.percent is not None
-
-
-class DurationError(ValueError):
-    """The text is not a Go duration."""
-
-
-def _leading_int(text: str) -> tuple[int, str]:
-    """Go's leadingInt: the leading decimal digits, refusing values above 2^63."""
-    index = 0
-    value = 0
-    while index < len(text) and "0" <= text[index] <= "9":
-        value = value * 10 + ord(text[index]) - ord("0")
-        if value > 2**63:
-            raise DurationError("time: bad [0-9]*")
-        index += 1
-    return value, text[index:]
-
-
-def _leading_fraction(text: str) -> tuple[int, float, str]:
-    """Go's leadingFraction: digits after the point; precision beyond int64 is dropped."""
-    index = 0
-    value = 0
-    scale = 1.0
-    overflow = False
-    while index < len(text) and "0" <= text[index] <= "9":
-        if not overflow:
-            if value > _MAX_INT64 // 10:
-                overflow = True
-            else:
-                candidate = value * 10 + ord(text[index]) - ord("0")
-                if candidate > 2**63:
-                    overflow = True
-                else:
-                    value = candidate
-                    scale *= 10
-        index += 1
-    return value, scale, text[index:]
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration: ``[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+`` to nanoseconds."""
-    rest = text
-    negative = False
-    if rest and rest[0] in "+-":
-        negative = rest[0] == "-"
-        rest = rest[1:]
-    if rest == "0":
-        return 0
-    if not rest:
-        raise DurationError(f"time: invalid duration {text!r}")
-    total = 0
-    while rest:
-        if not (rest[0] == "." or "0" <= rest[0] <= "9"):
-            raise DurationError(f"time: invalid duration {text!r}")
-        before = len(rest)
-        value, rest = _leading_int(rest)
-        has_integer = len(rest) != before
-        fraction, scale, has_fraction = 0, 1.0, False
-        if rest.startswith("."):
-            rest = rest[1:]
-            before = len(rest)
-            fraction, scale, rest = _leading_fraction(rest)
-            has_fraction = len(rest) != before
-        if not has_integer and not has_fraction:
-            raise DurationError(f"time: invalid duration {text!r}")
-        end = 0
-        while end < len(rest) and rest[end] != "." and not "0" <= rest[end] <= "9":
-            end += 1
-        if end == 0:
-            raise DurationError(f"time: missing unit in duration {text!r}")
-        unit_name, rest = rest[:end], rest[end:]
-        unit = _DURATION_UNITS.get(unit_name)
-        if unit is None:
-            raise DurationError(f"time: unknown unit {unit_name!r} in duration {text!r}")
-        if value > 2**63 // unit:
-            raise DurationError(f"time: invalid duration {text!r}")
-        value *= unit
-        if fraction > 0:
-            value += int(float(fraction) * (float(unit) / scale))
-            if value > 2**63:
-                raise DurationError(f"time: invalid duration {text!r}")
-        total += value
-        if total > 2**63:
-            raise DurationError(f"time: invalid duration {text!r}")
-    if negative:
-        return -total
-    if total > _MAX_INT64:
-        raise DurationError(f"time: invalid duration {text!r}")
-    return total
 
 
 def _go_atoi(text: str) -> int:
@@ -190,8 +92,8 @@ def parse_expires_in(value: str | None) -> Threshold:
             raise RenewalCheckError(f"{invalid}; value must be in range 0-100%")
         return Threshold(percent=percent)
     try:
-        return Threshold(window_ns=parse_go_duration(text))
-    except DurationError:
+        return Threshold(window_ns=parse_duration_ns(text))
+    except ValueError:
         raise RenewalCheckError(invalid) from None
 
 
