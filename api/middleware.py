@@ -5,8 +5,8 @@ carries through), else it is made here; either way it is sent back in `X-Request
 every record logged while the request is served carries it (see appliance.logs.REQUEST_ID).
 
 Resources add what only they know to `req.context`:
-- `issued`: the certificate a sign/renew/rekey issued (provisioner, subject and serial are
-  read from it only when the line is written, so `--quiet` pays nothing);
+- `issued`: the SignResult of a sign/renew/rekey (subject and serial are read from its
+  certificate only when the line is written, so `--quiet` pays nothing);
 - `provisioner`, `serial`: for revocation;
 - `route`: for a sink, which has no route template.
 """
@@ -23,8 +23,8 @@ import falcon
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from appliance.authority import SignResult
 from appliance.logs import REQUEST_ID
-from provisioners.extension import ProvisionerExtension
 
 log = logging.getLogger("stepstone.request")
 
@@ -37,12 +37,6 @@ def request_id(given: str | None) -> str:
     if given is not None and _SANE_ID.fullmatch(given):
         return given
     return os.urandom(16).hex()
-
-
-def provisioner_name(cert: x509.Certificate) -> str | None:
-    """The provisioner that issued `cert`, from step's provisioner extension."""
-    ext = ProvisionerExtension.from_certificate(cert)
-    return ext.name if ext is not None else None
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -97,11 +91,11 @@ class RequestLog:
             "remote": req.remote_addr,
             "provisioner": ctx.get("provisioner"),
         }
-        issued: x509.Certificate | None = ctx.get("issued")
+        issued: SignResult | None = ctx.get("issued")
         if issued is not None:
-            fields["provisioner"] = provisioner_name(issued)
-            fields["subject"] = common_name(issued)
-            fields["serial"] = str(issued.serial_number)
+            fields["provisioner"] = issued.provisioner
+            fields["subject"] = common_name(issued.certificate)
+            fields["serial"] = str(issued.certificate.serial_number)
         elif (serial := ctx.get("serial")) is not None:
             fields["serial"] = str(serial)
         return fields

@@ -27,7 +27,7 @@ class Renew:
             if scheme != "Bearer" or not token.strip():
                 raise bad_request("missing client certificate")
             result = self.authority.renew_with_token(token.strip())
-        req.context.issued = result.certificate  # for the request log
+        req.context.issued = result  # for the request log
         json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)
 
 
@@ -43,5 +43,5 @@ class Rekey:
             raise bad_request("missing client certificate")
         csr = require_csr(read_json(req).get("csr"))
         result = self.authority.rekey(peer, csr)
-        req.context.issued = result.certificate  # for the request log
+        req.context.issued = result  # for the request log
         json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)

@@ -37,5 +37,5 @@ class Sign:
         result = self.authority.sign(
             csr, ott, optional_string(body, "notBefore"), optional_string(body, "notAfter")
         )
-        req.context.issued = result.certificate  # for the request log
+        req.context.issued = result  # for the request log
         json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)

@@ -71,6 +71,8 @@ class SignResult:
 
     certificate: x509.Certificate
     chain: list[x509.Certificate]
+    provisioner: str | None = None
+    """The provisioner that authorised it (None for the CA's own TLS certificate)."""
 
 
 class Authority:
@@ -200,7 +202,7 @@ class Authority:
             options.provisioner_name,
             cert.not_valid_after_utc.isoformat(),
         )
-        return SignResult(cert, [cert, *self.intermediates])
+        return SignResult(cert, [cert, *self.intermediates], options.provisioner_name)
 
     # --- renewal, rekey, revocation ------------------------------------------------------
 
@@ -258,7 +260,7 @@ class Authority:
             ),
         )
         log.debug("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
-        return SignResult(cert, [cert, *self.intermediates])
+        return SignResult(cert, [cert, *self.intermediates], prov_name)
 
     def renew(self, peer: x509.Certificate) -> SignResult:
         """POST /renew with a client certificate (the TLS layer verified its chain)."""
