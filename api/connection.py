@@ -129,8 +129,7 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.idle = False
         self.peer_der: bytes | None = None
-        self.sockname: Any = None
-        self.peername: Any = None
+        self.address_environ: dict[str, str] = {}
 
     # --- connection life ----------------------------------------------------------------
 
@@ -147,8 +146,17 @@ class Connection(asyncio.Protocol):
                 self.peer_der = ssl_object.getpeercert(binary_form=True) or None
             except (ValueError, ssl.SSLError):
                 self.peer_der = None
-        self.sockname = transport.get_extra_info("sockname")
-        self.peername = transport.get_extra_info("peername")
+        # The environ keys that stay the same for every request on this connection.
+        server = transport.get_extra_info("sockname")
+        peer = transport.get_extra_info("peername")
+        server = server if isinstance(server, tuple) else ("", 0)
+        peer = peer if isinstance(peer, tuple) else ("", 0)
+        self.address_environ = {
+            "SERVER_NAME": str(server[0]),
+            "SERVER_PORT": str(server[1]),
+            "REMOTE_ADDR": str(peer[0]),
+            "REMOTE_PORT": str(peer[1]),
+        }
         self._arm(self.limits.request_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -166,7 +174,7 @@ class Connection(asyncio.Protocol):
             self.timer = None
 
     def _expired(self) -> None:
-        """Too slow (or idle too long): drop the connection without a TLS goodbye."""
+        """Idle too long: close politely. Too slow mid-request: drop without a TLS goodbye."""
         self.timer = None
         if self.transport is None or self.busy:
             return
@@ -317,19 +325,14 @@ class Connection(asyncio.Protocol):
     def _environ(self, request: h11.Request, body: bytes) -> dict[str, Any]:
         target = request.target
         path, _, query = target.partition(b"?")
-        server = self.sockname if isinstance(self.sockname, tuple) else ("", 0)
-        peer = self.peername if isinstance(self.peername, tuple) else ("", 0)
         environ: dict[str, Any] = {
+            **self.address_environ,
             "REQUEST_METHOD": request.method.decode("ascii"),
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
             "QUERY_STRING": query.decode("latin-1"),
             "RAW_URI": target.decode("latin-1"),
-            "SERVER_NAME": str(server[0]),
-            "SERVER_PORT": str(server[1]),
             "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("ascii"),
-            "REMOTE_ADDR": str(peer[0]),
-            "REMOTE_PORT": str(peer[1]),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https",
             "wsgi.input": io.BytesIO(body),
@@ -339,7 +342,7 @@ class Connection(asyncio.Protocol):
             "wsgi.run_once": False,
             PEER_CERTIFICATE: self.peer_der,
         }
-        if body or b"content-length" in (n for n, _ in request.headers):
+        if body:
             environ["CONTENT_LENGTH"] = str(len(body))
         for name, value in request.headers:
             if b"_" in name:  # Header_Name could pose as header-name: drop, as gunicorn does
@@ -348,7 +351,8 @@ class Connection(asyncio.Protocol):
             if name == b"content-type":
                 environ["CONTENT_TYPE"] = text
                 continue
-            if name == b"content-length":
+            if name == b"content-length":  # what was read, whatever was announced
+                environ["CONTENT_LENGTH"] = str(len(body))
                 continue
             key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
             environ[key] = f"{environ[key]},{text}" if key in environ else text
