@@ -1,8 +1,17 @@
-"""`step-ca`: run the certificate authority appliance from a ca.json."""
+"""`step-ca`: run the certificate authority appliance from a ca.json, and its operator commands.
+
+`step-ca CONFIG` serves, as step-ca does. A first argument that names one of the operator
+commands (`step-ca version`, ...) runs that command instead: a ca.json is never called
+`version`, and this keeps step-ca's command line while leaving room for the appliance's own.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
@@ -18,6 +27,10 @@ from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
 
 app = StepTyper(help="Run the Stepstone certificate authority (step-ca compatible).")
+commands = StepTyper(
+    name="step-ca",
+    help="Operator commands of the Stepstone appliance; 'step-ca CONFIG' serves.",
+)
 
 
 @app.command()
@@ -48,6 +61,8 @@ def serve(
       $ step-ca $(step path)/config/ca.json --password-file ./password.txt
 
       $ step-ca ./ca.json --password-file /run/secrets/ca-password --pidfile /run/step-ca.pid
+
+    Operator commands: 'step-ca version'.
     """
     configure(log_format, quiet)
     password = read_password_file(password_file) if password_file else None
@@ -82,6 +97,36 @@ def serve(
     ).run()
 
 
-def main() -> None:
+@commands.callback()
+def _commands() -> None:
+    """Operator commands of the Stepstone appliance; 'step-ca CONFIG' serves."""
+
+
+@commands.command(name="version")
+def version_command() -> None:
+    """Print the version of Stepstone's step-ca.
+
+    Examples:
+
+      $ step-ca version
+    """
+    try:
+        number = package_version("stepstone")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        number = "development"
+    typer.echo(f"Stepstone step-ca/{number}")
+
+
+def command_names() -> set[str]:
+    """The operator commands' names: a first argument equal to one runs it, not the server."""
+    return {info.name or "" for info in commands.registered_commands} | {
+        info.name or "" for info in commands.registered_groups
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: one-line errors, a traceback only with STEPDEBUG=1."""
-    raise SystemExit(run_cli(app))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in command_names():
+        raise SystemExit(run_cli(commands, args))
+    raise SystemExit(run_cli(app, args))
