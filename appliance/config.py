@@ -86,6 +86,8 @@ class CAConfig:
     base_dir: Path = field(default_factory=step_path)
     server_cert_duration: timedelta = timedelta(hours=24)
     workers: int = 2
+    # Beyond step-ca's fields: where Prometheus scrapes (None: no metrics listener).
+    metrics_address: str | None = None
     crl: CRLConfig = field(default_factory=CRLConfig)
 
     @property
@@ -149,6 +151,8 @@ class CAConfig:
             base_dir=base,
             server_cert_duration=duration_or(ours.serverCertDuration, timedelta(hours=24)),
             workers=ours.workers or 2,
+            metrics_address=(ours.metrics.address if ours.metrics else None)
+            or schema.metricsAddress,
             crl=_crl(schema.crl or CRLSchema()),
         )
 

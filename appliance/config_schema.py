@@ -210,6 +210,10 @@ def _address(value: Any) -> Any:
     return value
 
 
+def _optional_address(value: Any) -> Any:
+    return None if value is None else _address(value)
+
+
 def _tls_version(value: Any) -> Any:
     if value is None:
         return None
@@ -253,6 +257,7 @@ Paths = Annotated[list[Annotated[str, AfterValidator(_non_empty_item)]], BeforeV
 NonEmptyStrings = Annotated[Strings, AfterValidator(_non_empty_list)]
 StrOrStrings = Annotated[Strings, BeforeValidator(_one_or_many)]
 Address = Annotated[str, BeforeValidator(_address)]
+OptionalAddress = Annotated[str | None, BeforeValidator(_optional_address)]
 TLSVersion = Annotated[float | None, BeforeValidator(_tls_version)]
 CipherSuite = Annotated[str, AfterValidator(_cipher_suite)]
 PositiveInt = Annotated[int | None, AfterValidator(_positive_int)]
@@ -354,11 +359,18 @@ class ServerLimitsSchema(_Schema):
     maxConnections: PositiveInt = None
 
 
+class MetricsSchema(_Schema):
+    """`stepstone.metrics` (beyond step-ca): the Prometheus listener, off unless `address` is set."""
+
+    address: OptionalAddress = None
+
+
 class StepstoneSchema(_Schema):
     """`stepstone` (beyond step-ca): the appliance's own settings."""
 
     serverCertDuration: PositiveDuration = None
     workers: PositiveInt = None
+    metrics: MetricsSchema | None = None
 
 
 class TemplateSchema(_Schema):
@@ -563,7 +575,7 @@ class CASchema(_Schema):
     templates: Object = None
     commonName: Str = None
     crl: CRLSchema | None = None
-    metricsAddress: Str = None
+    metricsAddress: OptionalAddress = None
     serverLimits: ServerLimitsSchema | None = None
     stepstone: StepstoneSchema | None = None
 
