@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest lock lint unit system-deps venv clean bench softhsm
+.PHONY: demo test test-latest lock lint unit system-deps venv clean bench profile softhsm
 
 # Installs come from requirements.lock (exact versions, hashes): a fresh machine gets what was
 # tested. `make lock` refreshes it from the ranges in pyproject.toml.
@@ -72,9 +72,14 @@ demo: $(STAMP)
 	@command -v openssl >/dev/null || $(MAKE) system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
 
-# Signing throughput, SoftHSM2 vs file key store, measured in the same run (ratios).
+# The signing load: req/s, latency, server CPU per certificate, worker RSS; file vs SoftHSM2,
+# SQLite vs PostgreSQL, all in one run (ratios against the first scenario).
 bench: system-deps $(STAMP)
-	$(BIN)/python -m bench.sign_bench
+	$(BIN)/python -m bench.load
+
+# py-spy samples the workers under the bench's load; the report lands in profile/.
+profile: system-deps $(STAMP)
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info demo

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _bin(name: str) -> str:
@@ -31,14 +32,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _user() -> dict[str, str]:
+def _user() -> dict[str, Any]:
     # initdb and postgres refuse to run as root: run them as the `postgres` system user.
     return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(*, durable: bool = False) -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh server; the server is stopped and its files removed.
+
+    Tests run it with fsync off (nothing to keep); benchmarks ask for a `durable` one, so a
+    commit costs what it costs in production.
 
     The data directory is made with mkdtemp (not pytest's root-only tmp dirs) because the
     server runs as the `postgres` user when the tests run as root.
@@ -56,7 +60,7 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     server = [_bin("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1"]
     proc = subprocess.Popen(
-        [*server, "-k", str(base), "-c", "fsync=off"],
+        [*server, "-k", str(base), *([] if durable else ["-c", "fsync=off"])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         **_user(),
