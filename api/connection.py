@@ -24,6 +24,7 @@ from pki.durations import parse_duration
 
 if TYPE_CHECKING:
     from api.worker import FrontWorker
+    from appliance.config_schema import ServerLimitsSchema
 
 _INTERNAL = (
     "The certificate authority encountered an Internal Server Error. "
@@ -51,23 +52,22 @@ class Limits:
     """Bytes of request line and headers."""
 
     @classmethod
-    def from_config(cls, block: dict[str, Any] | None) -> Limits:
-        """ca.json `serverLimits` (beyond step-ca): Go durations and a connection count,
-        e.g. `{"requestTimeout": "10s", "handshakeTimeout": "5s", "keepAliveTimeout": "5s",
-        "maxConnections": 1000}`. The schema has checked the types; absent fields default."""
-        block = block or {}
+    def from_config(cls, block: ServerLimitsSchema | None) -> Limits:
+        """ca.json `serverLimits` (beyond step-ca, checked by the schema): Go durations and a
+        connection count, e.g. `{"requestTimeout": "10s", "handshakeTimeout": "5s",
+        "keepAliveTimeout": "5s", "maxConnections": 1000}`; absent fields default."""
+        if block is None:
+            return cls()
         seconds = {
-            "handshake_timeout": "handshakeTimeout",
-            "request_timeout": "requestTimeout",
-            "keepalive_timeout": "keepAliveTimeout",
+            "handshake_timeout": block.handshakeTimeout,
+            "request_timeout": block.requestTimeout,
+            "keepalive_timeout": block.keepAliveTimeout,
         }
         values: dict[str, Any] = {
-            attr: parse_duration(block[key]).total_seconds()
-            for attr, key in seconds.items()
-            if block.get(key) is not None
+            attr: parse_duration(value).total_seconds() for attr, value in seconds.items() if value
         }
-        if block.get("maxConnections") is not None:
-            values["max_connections"] = int(block["maxConnections"])
+        if block.maxConnections is not None:
+            values["max_connections"] = block.maxConnections
         return cls(**values)
 
 

@@ -67,9 +67,8 @@ def assemble(
     intermediates = load_certificates(config.crt)
     if password is None and config.password:
         password = config.password.encode()
-    kms = config.raw.get("kms")
     issuer_signer = IssuerSigner(
-        kms if isinstance(kms, dict) else None,
+        config.kms.as_json() if config.kms else None,
         config.key,
         intermediates[0],
         password,
@@ -80,7 +79,7 @@ def assemble(
     except KeyStoreError as exc:
         raise AuthorityError(str(exc)) from None
     registry = ProvisionerRegistry(config.provisioners, config.claims)
-    engine = open_engine(database_url(config.db, config.base_dir))
+    engine = open_engine(database_url(config.db.as_json() if config.db else None, config.base_dir))
     if migrate_schema:
         migrate(engine)
     repository = Repository(engine)

@@ -1,7 +1,8 @@
 """ca.json: load, validate and resolve step-ca's configuration file.
 
-Validation is the schema's (appliance.config_schema): every problem is reported at once. The
-raw JSON object is kept so that a config written by step (or edited by hand) round-trips with
+Validation is the schema's (appliance.config_schema): every problem is reported at once. What
+the appliance acts on travels typed (the schema's objects, or values resolved from them); the
+raw JSON object is kept only so that an edit of ca.json (appliance.config_edit) round-trips
 the fields we do not interpret.
 """
 
@@ -19,15 +20,19 @@ from appliance.config_schema import (
     DEFAULT_MIN_TLS,
     AuthoritySchema,
     CRLSchema,
-    SchemaError,
+    DBSchema,
+    KMSSchema,
+    ServerLimitsSchema,
     StepstoneSchema,
+    TemplateSchema,
     TLSSchema,
     check,
-    duration_or,
     split_address,
 )
 from pki.steppath import resolve, step_path
 from provisioners.claims import Claims
+from provisioners.fields import duration_or
+from provisioners.schema import ProvisionerSchema, SchemaError
 
 DEFAULT_DNS_NAMES = ["localhost", "127.0.0.1", "::1"]
 DEFAULT_TLS: dict[str, Any] = {
@@ -65,7 +70,7 @@ class CAConfig:
     """The parts of ca.json the appliance acts on, with paths resolved."""
 
     path: Path
-    raw: dict[str, Any]
+    raw: dict[str, Any]  # for appliance.config_edit only: read the typed fields below
     roots: list[Path]
     federated_roots: list[Path]
     crt: Path
@@ -75,14 +80,18 @@ class CAConfig:
     port: int
     dns_names: list[str]
     password: str | None
-    provisioners: list[dict[str, Any]]
+    provisioners: list[ProvisionerSchema]
     claims: Claims
     backdate: timedelta
     disable_issued_at_check: bool
-    template: dict[str, Any]
+    # Subject defaults by ca.json attribute name, each a list of values (TemplateSchema's).
+    template: dict[str, list[str]]
     tls: dict[str, Any]
     common_name: str
-    db: dict[str, Any] | None
+    db: DBSchema | None
+    kms: KMSSchema | None
+    # Beyond step-ca's fields: how long and how much a client may take (api.connection.Limits).
+    server_limits: ServerLimitsSchema | None
     base_dir: Path = field(default_factory=step_path)
     server_cert_duration: timedelta = timedelta(hours=24)
     workers: int = 2
@@ -140,14 +149,16 @@ class CAConfig:
             port=address[1],
             dns_names=list(schema.dnsNames or DEFAULT_DNS_NAMES),
             password=schema.password or None,
-            provisioners=(raw.get("authority") or {}).get("provisioners") or [],
+            provisioners=list(authority.provisioners or []),
             claims=authority.effective_claims(),
             backdate=duration_or(authority.backdate, timedelta(minutes=1)),
             disable_issued_at_check=bool(authority.disableIssuedAtCheck),
-            template=(raw.get("authority") or {}).get("template") or {},
+            template=_template(authority.template or TemplateSchema()),
             tls=_tls(schema.tls or TLSSchema()),
             common_name=schema.commonName or DEFAULT_COMMON_NAME,
-            db=raw.get("db"),
+            db=schema.db,
+            kms=schema.kms,
+            server_limits=schema.serverLimits,
             base_dir=base,
             server_cert_duration=duration_or(ours.serverCertDuration, timedelta(hours=24)),
             workers=ours.workers or 2,
@@ -169,6 +180,12 @@ def _tls(tls: TLSSchema) -> dict[str, Any]:
         "maxVersion": tls.maxVersion or DEFAULT_TLS["maxVersion"],
         "renegotiation": bool(tls.renegotiation),
     }
+
+
+def _template(template: TemplateSchema) -> dict[str, list[str]]:
+    """The set subject attributes, each as a list (the schema made one value a list)."""
+    values = {key: getattr(template, key) for key in TemplateSchema.model_fields}
+    return {key: list(value) for key, value in values.items() if value}
 
 
 def _crl(crl: CRLSchema) -> CRLConfig:

@@ -39,6 +39,14 @@ from pki.steppath import step_path
 from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims, ClaimsError
 from provisioners.registry import ProvisionerRegistry
+from provisioners.schema import (
+    AWSSchema,
+    AzureSchema,
+    GCPSchema,
+    JWKSchema,
+    OIDCSchema,
+    ProvisionerSchema,
+)
 
 #: Types whose constructor would reach out to the network: validated for shape only.
 REMOTE_TYPES = frozenset({"oidc", "gcp", "azure"})
@@ -164,13 +172,12 @@ def validate(raw: dict[str, Any], path: Path) -> list[str]:
         raise ConfigEditError(f"invalid configuration: {exc}") from None
     provisioners = config.provisioners
     _check_unique(provisioners)
-    local: list[dict[str, Any]] = []
-    remote: list[dict[str, Any]] = []
+    local: list[ProvisionerSchema] = []
+    remote: list[ProvisionerSchema] = []
     for prov in provisioners:
-        kind = str(prov["type"]).lower()
-        if kind == "aws":  # its module may be absent (then it is skipped): check it here
-            _instance_age(prov)
-        (remote if kind in REMOTE_TYPES else local).append(prov)
+        if isinstance(prov, AWSSchema):  # its module may be absent (then it is skipped)
+            _instance_age(prov.name, prov.instanceAge)
+        (remote if prov.type.lower() in REMOTE_TYPES else local).append(prov)
     try:
         with _captured("provisioners.registry") as warnings:
             registry = ProvisionerRegistry(local, config.claims)
@@ -185,36 +192,32 @@ def validate(raw: dict[str, Any], path: Path) -> list[str]:
     return warnings
 
 
-def _check_unique(provisioners: list[dict[str, Any]]) -> None:
-    """Names, and JWK key ids, are unique (the schema has checked their types)."""
+def _check_unique(provisioners: list[ProvisionerSchema]) -> None:
+    """Names, and JWK key ids, are unique."""
     names: set[str] = set()
     kids: set[str] = set()
     for prov in provisioners:
-        name = prov["name"]
-        if name in names:
-            raise ConfigEditError(f"provisioner with name {name!r} already exists")
-        names.add(name)
-        if str(prov["type"]).lower() == "jwk":
-            kid = prov["key"]["kid"]
-            if kid in kids:
-                raise ConfigEditError(f"provisioner with key id {kid!r} already exists")
-            kids.add(kid)
+        if prov.name in names:
+            raise ConfigEditError(f"provisioner with name {prov.name!r} already exists")
+        names.add(prov.name)
+        if isinstance(prov, JWKSchema):
+            if prov.key.kid in kids:
+                raise ConfigEditError(f"provisioner with key id {prov.key.kid!r} already exists")
+            kids.add(prov.key.kid)
 
 
-def _string(prov: dict[str, Any], field: str, *, required: bool = False) -> str:
-    """A string field the schema has checked ("" when unset); `required` refuses ""."""
-    value = str(prov.get(field) or "")
-    if required and not value:
-        raise ConfigEditError(f"invalid provisioner {prov['name']!r}: {field} cannot be empty")
+def _required(name: str, field: str, value: str | None) -> str:
+    """A string field that cannot be empty."""
+    if not value:
+        raise ConfigEditError(f"invalid provisioner {name!r}: {field} cannot be empty")
     return value
 
 
-def _instance_age(prov: dict[str, Any]) -> None:
+def _instance_age(name: str, age: str | None) -> None:
     """A negative age only disables the provisioner at start-up; refuse to write one."""
-    age = _string(prov, "instanceAge")
     if age and parse_duration(age) < timedelta(0):
         raise ConfigEditError(
-            f"invalid provisioner {prov['name']!r}: instanceAge {age!r} cannot be negative"
+            f"invalid provisioner {name!r}: instanceAge {age!r} cannot be negative"
         )
 
 
@@ -233,39 +236,38 @@ def check_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _check_remote(prov: dict[str, Any], claims: Claims) -> list[str]:
+def _check_remote(prov: ProvisionerSchema, claims: Claims) -> list[str]:
     """What the constructor of a network-dependent provisioner would refuse; its lookup
     keys."""
-    name = str(prov["name"])
-    kind = str(prov["type"]).lower()
+    name = prov.name
     try:
-        claims.merged(prov.get("claims"))
+        claims.merged(prov.claims)
     except ClaimsError as exc:
         raise ConfigEditError(f"invalid provisioner {name!r}: {exc}") from None
-    if kind == "oidc":
-        client_id = _string(prov, "clientID", required=True)
-        endpoint = _string(prov, "configurationEndpoint", required=True)
+    if isinstance(prov, OIDCSchema):
+        client_id = _required(name, "clientID", prov.clientID)
+        endpoint = _required(name, "configurationEndpoint", prov.configurationEndpoint)
         if not check_url(endpoint):
             raise ConfigEditError(
                 f"invalid provisioner {name!r}: configurationEndpoint {endpoint!r} is not an "
                 "http(s) URL"
             )
-        listen = _string(prov, "listenAddress")
+        listen = prov.listenAddress
         if listen and not check_listen_address(listen):
             raise ConfigEditError(
                 f"invalid provisioner {name!r}: listenAddress {listen!r} must be host:port"
             )
         return [client_id]
-    if kind == "gcp":
-        if prov.get("projectIDs") and _string(prov, "organizationID"):
+    if isinstance(prov, GCPSchema):
+        if prov.projectIDs and prov.organizationID:
             raise ConfigEditError(
                 f"invalid provisioner {name!r}: projectIDs and organizationID cannot be "
                 "used together"
             )
-        _instance_age(prov)
+        _instance_age(name, prov.instanceAge)
         return [f"gcp/{name}"]
-    # azure
-    return [_string(prov, "tenantID", required=True)]
+    assert isinstance(prov, AzureSchema)  # REMOTE_TYPES: the schema picked the class
+    return [_required(name, "tenantID", prov.tenantID)]
 
 
 # --- provisioner list operations ----------------------------------------------------------

@@ -46,17 +46,16 @@ from provisioners.base import (
     SignOptions,
     Token,
 )
+from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
     FragmentIIDProvisioner,
-    bool_field,
     check_times,
     instance_age,
-    string_field,
-    string_list,
     with_fragment,
 )
+from provisioners.schema import AWSSchema
 
 AWS_ISSUER = "ec2.amazonaws.com"
 IMDS_VERSIONS = ("v1", "v2")
@@ -96,10 +95,10 @@ def parse_certificates(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
-def load_iid_certificates(config: dict[str, Any], name: str) -> list[x509.Certificate]:
+def load_iid_certificates(config: AWSSchema) -> list[x509.Certificate]:
     """The certificates an identity document signature must verify with."""
-    path = string_field(config, "iidRoots", "AWS", name)
-    inline = string_field(config, INLINE_ROOTS_FIELD, "AWS", name)
+    path = config.iidRoots or ""
+    inline = config.iidRootsPEM or ""
     certs: list[x509.Certificate] = []
     if path:
         try:
@@ -143,20 +142,25 @@ class AWSProvisioner(FragmentIIDProvisioner):
 
     type_name = "AWS"
     fragment_type = "aws"
+    config: AWSSchema
 
-    def _load(self, config: dict[str, Any]) -> None:
-        self.accounts = string_list(config, "accounts", "AWS", self.name)
-        self.disable_custom_sans = bool_field(config, "disableCustomSANs", "AWS", self.name)
-        self.disable_tofu = bool_field(config, "disableTrustOnFirstUse", "AWS", self.name)
-        self.instance_age = instance_age(config, "AWS", self.name)
-        versions = string_list(config, "imdsVersions", "AWS", self.name)
+    def __init__(self, config: AWSSchema, claims: Claims) -> None:  # the type's own schema
+        super().__init__(config, claims)
+
+    def _load(self) -> None:
+        config = self.config
+        self.accounts = tuple(config.accounts or ())
+        self.disable_custom_sans = bool(config.disableCustomSANs)
+        self.disable_tofu = bool(config.disableTrustOnFirstUse)
+        self.instance_age = instance_age(config.instanceAge)
+        versions = config.imdsVersions or []
         for version in versions:
             if version not in IMDS_VERSIONS:
                 raise ProvisionerInitError(
                     f"{version}: not a supported AWS Instance Metadata Service version"
                 )
         self.imds_versions = list(versions) or list(DEFAULT_IMDS_VERSIONS)
-        self.certificates = load_iid_certificates(config, self.name)
+        self.certificates = load_iid_certificates(config)
         self._jwt = jwt.PyJWT()
 
     def check_signature(self, document: bytes, signature: bytes) -> bool:

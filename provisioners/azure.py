@@ -45,23 +45,16 @@ from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     FOREVER,
     audience_contains,
-    bool_field,
     check_times,
-    require_name,
     routed_init_errors,
     sha256_hex,
-    string_field,
-    string_list,
     verify_with_jwks,
 )
 from provisioners.jwks import FetchError, JWKSCache, check_url, fetch_json
+from provisioners.schema import AzureSchema
 
 AZURE_OIDC_BASE_URL = "https://login.microsoftonline.com"
 AZURE_DEFAULT_AUDIENCE = "https://management.azure.com/"
-#: Stepstone fields.
-DISCOVERY_URL_FIELD = "oidcDiscoveryURL"
-JWKS_URL_FIELD = "jwksURL"
-ISSUER_FIELD = "issuer"
 
 XMS_MIRID = re.compile(
     r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
@@ -79,27 +72,24 @@ class AzureProvisioner(Provisioner):
     """step-ca's Azure provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
 
     type_name = "Azure"
+    config: AzureSchema
 
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+    def __init__(self, config: AzureSchema, claims: Claims) -> None:
         super().__init__(config, claims)
-        require_name(self.name)
-        tenant = config.get("tenantID")
-        with routed_init_errors([tenant] if isinstance(tenant, str) and tenant else []):
+        with routed_init_errors([config.tenantID] if config.tenantID else []):
             self._load(config)
 
-    def _load(self, config: dict[str, Any]) -> None:
-        self.tenant_id = string_field(config, "tenantID", "Azure", self.name)
-        self.resource_groups = string_list(config, "resourceGroups", "Azure", self.name)
-        self.subscription_ids = string_list(config, "subscriptionIDs", "Azure", self.name)
-        self.object_ids = string_list(config, "objectIDs", "Azure", self.name)
-        self.audience = (
-            string_field(config, "audience", "Azure", self.name) or AZURE_DEFAULT_AUDIENCE
-        )
-        self.disable_custom_sans = bool_field(config, "disableCustomSANs", "Azure", self.name)
-        self.disable_tofu = bool_field(config, "disableTrustOnFirstUse", "Azure", self.name)
-        discovery = string_field(config, DISCOVERY_URL_FIELD, "Azure", self.name)
-        jwks_url = string_field(config, JWKS_URL_FIELD, "Azure", self.name)
-        issuer = string_field(config, ISSUER_FIELD, "Azure", self.name)
+    def _load(self, config: AzureSchema) -> None:
+        self.tenant_id = config.tenantID or ""
+        self.resource_groups = tuple(config.resourceGroups or ())
+        self.subscription_ids = tuple(config.subscriptionIDs or ())
+        self.object_ids = tuple(config.objectIDs or ())
+        self.audience = config.audience or AZURE_DEFAULT_AUDIENCE
+        self.disable_custom_sans = bool(config.disableCustomSANs)
+        self.disable_tofu = bool(config.disableTrustOnFirstUse)
+        discovery = config.oidcDiscoveryURL or ""
+        jwks_url = config.jwksURL or ""
+        issuer = config.issuer or ""
         if not self.tenant_id:
             raise ProvisionerInitError("provisioner tenantId cannot be empty")
         try:

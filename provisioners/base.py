@@ -6,11 +6,14 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioners.audience import Method
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
+
+if TYPE_CHECKING:
+    from provisioners.schema import ProvisionerSchema
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,16 @@ class ProvisionerInitError(RuntimeError):
 
 
 class Provisioner(ABC):
-    """One entry of `authority.provisioners` in ca.json."""
+    """One entry of `authority.provisioners` in ca.json, built from its checked schema
+    (provisioners.schema); each type takes its own (`JWKProvisioner(JWKSchema, claims)`)."""
 
     type_name: str = ""
 
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+    def __init__(self, config: ProvisionerSchema, claims: Claims) -> None:
+        if not config.name:  # the schema refuses it; a hand-built entry may not
+            raise ProvisionerConfigError("provisioner name cannot be empty")
         self.config = config
-        self.name = str(config.get("name") or "")
+        self.name = config.name
         self.claims = claims
 
     @property
@@ -87,13 +93,15 @@ class Provisioner(ABC):
         """Verify the token for `method`; raise CAError (401) when it is not acceptable."""
 
     def to_json(self) -> dict[str, Any]:
-        """The provisioner as `/provisioners` shows it: the config with step's field order."""
+        """The provisioner as `/provisioners` shows it: its ca.json entry with step's field
+        order."""
         order = ["type", "name", "key", "encryptedKey", "claims", "options"]
+        entry = self.config.json_object()
         out: dict[str, Any] = {"type": self.type_name}
         for key in order[1:]:
-            if key in self.config:
-                out[key] = self.config[key]
-        for key, value in self.config.items():
+            if key in entry:
+                out[key] = entry[key]
+        for key, value in entry.items():
             if key not in out and key != "type":
                 out[key] = value
         return out

@@ -7,9 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pki.durations import parse_duration
+
+if TYPE_CHECKING:
+    from provisioners.schema import ClaimsSchema
+
+_DURATIONS = {
+    "minTLSCertDuration": "min_tls",
+    "maxTLSCertDuration": "max_tls",
+    "defaultTLSCertDuration": "default_tls",
+}
+_FLAGS = {
+    "disableRenewal": "disable_renewal",
+    "allowRenewalAfterExpiry": "allow_renewal_after_expiry",
+    "disableSmallstepExtensions": "disable_smallstep_extensions",
+}
 
 
 class ClaimsError(ValueError):
@@ -27,42 +41,28 @@ class Claims:
     allow_renewal_after_expiry: bool = False
     disable_smallstep_extensions: bool = False
 
-    def merged(self, raw: dict[str, Any] | None) -> Claims:
-        """Apply a `claims` JSON object on top of these claims and validate the result."""
-        if not raw:
+    def merged(self, claims: ClaimsSchema | None) -> Claims:
+        """Apply a `claims` block (its types checked by the schema) on top of these claims and
+        check the bounds of the result."""
+        if claims is None:
             return self
-        if not isinstance(raw, dict):
-            raise ClaimsError("claims must be a JSON object")
         out = self
-        durations = {
-            "minTLSCertDuration": "min_tls",
-            "maxTLSCertDuration": "max_tls",
-            "defaultTLSCertDuration": "default_tls",
-        }
-        for key, attr in durations.items():
-            value = raw.get(key)
-            if value in (None, ""):
-                continue
-            try:
-                changes: dict[str, Any] = {attr: parse_duration(str(value))}
+        for key, attr in _DURATIONS.items():
+            value = getattr(claims, key)
+            if value:
+                changes: dict[str, Any] = {attr: parse_duration(value)}
                 out = replace(out, **changes)
-            except ValueError as exc:
-                raise ClaimsError(f"claims: {key}: {exc}") from None
         # step-ca's quirk: a default set alone below the min (above the max) drags the bound along.
-        if "defaultTLSCertDuration" in raw:
-            if "minTLSCertDuration" not in raw and out.default_tls < out.min_tls:
+        given = claims.model_fields_set
+        if "defaultTLSCertDuration" in given:
+            if "minTLSCertDuration" not in given and out.default_tls < out.min_tls:
                 out = replace(out, min_tls=out.default_tls)
-            if "maxTLSCertDuration" not in raw and out.default_tls > out.max_tls:
+            if "maxTLSCertDuration" not in given and out.default_tls > out.max_tls:
                 out = replace(out, max_tls=out.default_tls)
-        for key, attr in (
-            ("disableRenewal", "disable_renewal"),
-            ("allowRenewalAfterExpiry", "allow_renewal_after_expiry"),
-            ("disableSmallstepExtensions", "disable_smallstep_extensions"),
-        ):
-            if key in raw and raw[key] is not None:
-                if not isinstance(raw[key], bool):
-                    raise ClaimsError(f"claims: {key} must be true or false")
-                flags: dict[str, Any] = {attr: raw[key]}
+        for key, attr in _FLAGS.items():
+            flag = getattr(claims, key)
+            if flag is not None:
+                flags: dict[str, Any] = {attr: flag}
                 out = replace(out, **flags)
         out.validate()
         return out

@@ -34,26 +34,22 @@ from provisioners.base import (
     SignOptions,
     Token,
 )
+from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
     FragmentIIDProvisioner,
-    bool_field,
     check_times,
     instance_age,
     numeric_date,
-    string_field,
-    string_list,
     verify_with_jwks,
     with_fragment,
 )
 from provisioners.jwks import FetchError, JWKSCache
+from provisioners.schema import GCPSchema
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUER = "https://accounts.google.com"
-#: Stepstone fields: where Google's keys are, and the `iss` its tokens carry.
-CERTS_URL_FIELD = "certsURL"
-ISSUER_FIELD = "issuer"
 
 _PREFIX = "gcp.authorizeToken"
 _REQUIRED = ("instance_id", "instance_name", "project_id", "zone")
@@ -72,18 +68,21 @@ class GCPProvisioner(FragmentIIDProvisioner):
 
     type_name = "GCP"
     fragment_type = "gcp"
+    config: GCPSchema
 
-    def _load(self, config: dict[str, Any]) -> None:
-        self.service_accounts = string_list(config, "serviceAccounts", "GCP", self.name)
-        self.project_ids = string_list(config, "projectIDs", "GCP", self.name)
-        organization = string_field(config, "organizationID", "GCP", self.name)
-        self.disable_custom_sans = bool_field(config, "disableCustomSANs", "GCP", self.name)
-        self.disable_tofu = bool_field(config, "disableTrustOnFirstUse", "GCP", self.name)
-        for key in ("disableSSHCAUser", "disableSSHCAHost"):
-            bool_field(config, key, "GCP", self.name)
-        self.instance_age = instance_age(config, "GCP", self.name)
-        self.issuer = string_field(config, ISSUER_FIELD, "GCP", self.name) or GOOGLE_ISSUER
-        certs_url = string_field(config, CERTS_URL_FIELD, "GCP", self.name) or GOOGLE_CERTS_URL
+    def __init__(self, config: GCPSchema, claims: Claims) -> None:  # the type's own schema
+        super().__init__(config, claims)
+
+    def _load(self) -> None:
+        config = self.config
+        self.service_accounts = tuple(config.serviceAccounts or ())
+        self.project_ids = tuple(config.projectIDs or ())
+        organization = config.organizationID or ""
+        self.disable_custom_sans = bool(config.disableCustomSANs)
+        self.disable_tofu = bool(config.disableTrustOnFirstUse)
+        self.instance_age = instance_age(config.instanceAge)
+        self.issuer = config.issuer or GOOGLE_ISSUER
+        certs_url = config.certsURL or GOOGLE_CERTS_URL
         if self.project_ids and organization:
             raise ProvisionerInitError(
                 "provisioner cannot have both `projectIDs` and `organizationID` set"

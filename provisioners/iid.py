@@ -1,10 +1,10 @@
 """Pieces the instance-identity provisioners (AWS, GCP, Azure) share.
 
 step-ca trusts a cloud's signed statement about a virtual machine instead of a key the
-operator holds. What the three have in common lives here: reading their ca.json fields with
-step-ca's types, the one-certificate-per-instance ("trust on first use") token ids, the time
-checks with step-ca's one minute of leeway, audiences with the provisioner's fragment, and the
-verification of a JWT against a cached JWKS (Google's, Microsoft's, or a test server's).
+operator holds. What the three have in common lives here: the instance age, the
+one-certificate-per-instance ("trust on first use") token ids, the time checks with step-ca's
+one minute of leeway, audiences with the provisioner's fragment, and the verification of a
+JWT against a cached JWKS (Google's, Microsoft's, or a test server's).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pki.durations import parse_duration
 from pki.errors import unauthorized
 from provisioners.base import (
     Provisioner,
-    ProvisionerConfigError,
     ProvisionerInitError,
     SignOptions,
     Token,
@@ -33,6 +32,7 @@ from provisioners.base import (
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
 from provisioners.jwks import JWKSCache
+from provisioners.schema import ProvisionerSchema
 
 #: step-ca validates exp/nbf/iat of identity tokens with one minute of leeway.
 LEEWAY = timedelta(minutes=1)
@@ -83,55 +83,12 @@ def with_fragment(audiences: list[str], token_id_prefix: str) -> list[str]:
     ]
 
 
-# --------------------------------------------------------------------------------------------
-# ca.json fields, with the JSON types step-ca's structs give them
-
-
-def _where(kind: str, name: str, key: str) -> str:
-    return f"{kind} provisioner {name!r}: {key}"
-
-
-def string_field(config: Mapping[str, Any], key: str, kind: str, name: str) -> str:
-    """An optional string ("" when absent or null)."""
-    value = config.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ProvisionerConfigError(f"{_where(kind, name, key)} must be a string")
-    return value
-
-
-def string_list(config: Mapping[str, Any], key: str, kind: str, name: str) -> tuple[str, ...]:
-    """An optional list of strings (empty when absent or null)."""
-    value = config.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProvisionerConfigError(f"{_where(kind, name, key)} must be a list of strings")
-    return tuple(value)
-
-
-def bool_field(config: Mapping[str, Any], key: str, kind: str, name: str) -> bool:
-    """An optional boolean (false when absent or null)."""
-    value = config.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ProvisionerConfigError(f"{_where(kind, name, key)} must be true or false")
-    return value
-
-
-def instance_age(config: Mapping[str, Any], kind: str, name: str) -> timedelta | None:
-    """`instanceAge`: a Go duration string; None when unset or zero; negative fails Init."""
-    raw = config.get("instanceAge")
-    if raw in (None, ""):
+def instance_age(value: str | None) -> timedelta | None:
+    """`instanceAge` (a duration the schema checked): None when unset or zero; a negative age
+    fails Init."""
+    if not value:
         return None
-    if not isinstance(raw, str):
-        raise ProvisionerConfigError(f"{_where(kind, name, 'instanceAge')} must be a duration")
-    try:
-        age = parse_duration(raw)
-    except ValueError as exc:
-        raise ProvisionerConfigError(f"{_where(kind, name, 'instanceAge')}: {exc}") from None
+    age = parse_duration(value)
     if age < timedelta(0):
         raise ProvisionerInitError("provisioner instanceAge cannot be negative")
     return age if age > timedelta(0) else None
@@ -149,16 +106,11 @@ def routed_init_errors(lookup_keys: list[str]) -> Iterator[None]:
         raise ProvisionerInitError(str(exc), lookup_keys) from None
 
 
-def require_name(provisioner_name: str) -> None:
-    if not provisioner_name:
-        raise ProvisionerConfigError("provisioner name cannot be empty")
-
-
 class FragmentIIDProvisioner(Provisioner):
     """An instance-identity provisioner addressed by the audience fragment `<type>/<name>`
     (AWS, GCP), with one certificate per instance unless `disableTrustOnFirstUse`.
 
-    Subclasses set `fragment_type`, read their ca.json fields in `_load` (setting at least
+    Subclasses set `fragment_type`, read their schema's fields in `_load` (setting at least
     `disable_tofu`), and build their SignOptions with `sign_options`.
     """
 
@@ -166,14 +118,13 @@ class FragmentIIDProvisioner(Provisioner):
     fragment_type: ClassVar[str] = ""
     disable_tofu: bool
 
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+    def __init__(self, config: ProvisionerSchema, claims: Claims) -> None:
         super().__init__(config, claims)
-        require_name(self.name)
         with routed_init_errors(fragment_keys(self.token_id_prefix)):
-            self._load(config)
+            self._load()
 
     @abstractmethod
-    def _load(self, config: dict[str, Any]) -> None:
+    def _load(self) -> None:
         """Read and check the type-specific configuration (certificates, allow-lists)."""
 
     @property

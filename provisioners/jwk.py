@@ -20,30 +20,27 @@ from provisioners.base import (
 )
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
+from provisioners.schema import JWKSchema
 
 
 class JWKProvisioner(Provisioner):
     """step-ca's JWK provisioner, token checks in step-ca's order."""
 
     type_name = "JWK"
+    config: JWKSchema
 
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+    def __init__(self, config: JWKSchema, claims: Claims) -> None:
         super().__init__(config, claims)
-        if not self.name:
-            raise ProvisionerConfigError("provisioner name cannot be empty")
-        key = config.get("key")
-        if not isinstance(key, dict) or not key.get("kid"):
-            raise ProvisionerConfigError(f"provisioner {self.name!r}: key with a kid is required")
-        self.kid = str(key["kid"])
+        self.kid = config.key.kid
+        jwk = {k: v for k, v in config.key.as_json().items() if k != "d"}
         try:
-            public = key_from_jwk({k: v for k, v in key.items() if k != "d"})
+            public = key_from_jwk(jwk)
         except (ValueError, KeyError, TypeError) as exc:
             raise ProvisionerConfigError(f"provisioner {self.name!r}: invalid key: {exc}") from None
         self._public_key = public
-        self._alg = str(key.get("alg") or default_alg(public))
+        self._alg = config.key.alg or default_alg(public)
         self._jwt = jwt.PyJWT()
-        encrypted = config.get("encryptedKey")
-        self.encrypted_key: str | None = str(encrypted) if encrypted else None
+        self.encrypted_key: str | None = config.encryptedKey or None
 
     @property
     def id(self) -> str:

@@ -28,7 +28,6 @@ from pki.jose import LEEWAY_SECONDS
 from provisioners.audience import Method
 from provisioners.base import (
     Provisioner,
-    ProvisionerConfigError,
     ProvisionerInitError,
     SignOptions,
     Token,
@@ -43,6 +42,7 @@ from provisioners.jwks import (
     check_url,
     fetch_json,
 )
+from provisioners.schema import OIDCSchema
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,6 @@ def issuer_subject_uri(issuer: str, subject: str) -> str | None:
     return f"{base}#{quote(subject, safe=_FRAGMENT_SAFE)}"
 
 
-def _string_list(config: dict[str, Any], key: str, name: str) -> list[str]:
-    value = config.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProvisionerConfigError(f"provisioner {name!r}: {key} must be a list of strings")
-    return list(value)
-
-
 def _split_host_port(value: str) -> tuple[str, str]:
     """Go's net.SplitHostPort, enough of it: `host:port`, `[v6]:port`, `:port`."""
     if value.startswith("["):
@@ -140,10 +131,11 @@ class OIDCProvisioner(Provisioner):
     """step-ca's OIDC provisioner."""
 
     type_name = "OIDC"
+    config: OIDCSchema
 
     def __init__(
         self,
-        config: dict[str, Any],
+        config: OIDCSchema,
         claims: Claims,
         *,
         timeout: float = TIMEOUT,
@@ -152,15 +144,12 @@ class OIDCProvisioner(Provisioner):
         now: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, claims)
-        if not self.name:
-            raise ProvisionerConfigError("provisioner name cannot be empty")
-        name = self.name
-        self.client_id = str(config.get("clientID") or "")
-        self.client_secret = str(config.get("clientSecret") or "")
-        self.tenant_id = str(config.get("tenantID") or "")
-        self.admins = _string_list(config, "admins", name)
-        self.domains = [d.lower() for d in _string_list(config, "domains", name)]
-        self.groups = _string_list(config, "groups", name)
+        self.client_id = config.clientID or ""
+        self.client_secret = config.clientSecret or ""
+        self.tenant_id = config.tenantID or ""
+        self.admins = list(config.admins or [])
+        self.domains = [d.lower() for d in config.domains or []]
+        self.groups = list(config.groups or [])
         self._admin_emails = {sanitize_email(a) for a in self.admins}
         self._now = now
         keys = [self.client_id] if self.client_id else []
@@ -170,13 +159,13 @@ class OIDCProvisioner(Provisioner):
 
         if not self.client_id:
             raise fail("clientID cannot be empty")
-        endpoint = str(config.get("configurationEndpoint") or "")
+        endpoint = config.configurationEndpoint or ""
         if not endpoint:
             raise fail("configurationEndpoint cannot be empty")
-        listen = config.get("listenAddress")
+        listen = config.listenAddress
         if listen:
             try:
-                _split_host_port(str(listen))
+                _split_host_port(listen)
             except ValueError as exc:
                 raise fail(f"error parsing listenAddress: {exc}") from None
         self.configuration_url = configuration_url(endpoint)
@@ -226,14 +215,15 @@ class OIDCProvisioner(Provisioner):
         return any(g in self.admins for g in groups)
 
     def to_json(self) -> dict[str, Any]:
+        entry = self.config.json_object()
         out: dict[str, Any] = {"type": self.type_name}
         for key in _FIELD_ORDER[1:]:
-            value = self.config.get(key)
+            value = entry.get(key)
             if key == "clientSecret":
                 out[key] = value or ""
-            elif key in self.config and (key not in _OMIT_EMPTY or value):
+            elif key in entry and (key not in _OMIT_EMPTY or value):
                 out[key] = value
-        for key, value in self.config.items():
+        for key, value in entry.items():
             if key not in _FIELD_ORDER:
                 out[key] = value
         return out

@@ -6,7 +6,7 @@ import hashlib
 import importlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import jwt
@@ -22,13 +22,14 @@ from provisioners.base import (
 )
 from provisioners.claims import Claims, ClaimsError
 from provisioners.jwk import JWKProvisioner
+from provisioners.schema import SCHEMAS, ProvisionerSchema
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
-Factory = Callable[[dict[str, Any], Claims], Provisioner]
+Factory = Callable[[ProvisionerSchema, Claims], Provisioner]
 
 # type (lower case) -> "module:Class"; modules load on first use, so a type whose module is
 # not installed is skipped like an unknown type (step-ca skips unknown types too).
@@ -101,10 +102,10 @@ class DisabledProvisioner(Provisioner):
     """A provisioner whose initialisation failed: listed with its state, tokens get a 401."""
 
     def __init__(
-        self, config: dict[str, Any], claims: Claims, reason: str, keys: list[str] | None = None
+        self, config: ProvisionerSchema, claims: Claims, reason: str, keys: list[str] | None = None
     ) -> None:
         super().__init__(config, claims)
-        self.type_name = str(config.get("type", "")).upper()
+        self.type_name = config.type.upper()
         self.reason = reason
         self._keys = list(keys or [])
 
@@ -124,43 +125,42 @@ class DisabledProvisioner(Provisioner):
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
-        out["type"] = self.config.get("type", self.type_name)
+        out["type"] = self.config.type
         out["state"] = "Uninitialized"
         out["stateReason"] = self.reason
         return out
 
 
 class ProvisionerRegistry:
-    """All provisioners of one CA, in config order."""
+    """All provisioners of one CA, in config order, built from their checked schemas
+    (CAConfig.provisioners, or provisioners.schema.parse_provisioner)."""
 
-    def __init__(self, configs: list[dict[str, Any]], global_claims: Claims) -> None:
+    def __init__(self, configs: Sequence[ProvisionerSchema], global_claims: Claims) -> None:
         self._items: list[tuple[str, Provisioner]] = []
         self._by_key: dict[str, Provisioner] = {}
         self._by_name: dict[str, Provisioner] = {}
         for index, config in enumerate(configs):
-            if not isinstance(config, dict):
-                raise ProvisionerConfigError("each provisioner must be a JSON object")
-            kind = str(config.get("type", "")).lower()
+            kind = config.type.lower()
             factory = factory_for(kind)
             if factory is None:
                 log.warning(
-                    "provisioner %r: type %r is not supported, skipped",
-                    config.get("name"),
-                    config.get("type"),
+                    "provisioner %r: type %r is not supported, skipped", config.name, config.type
                 )
                 continue
+            if not isinstance(config, SCHEMAS[kind]):
+                raise ProvisionerConfigError(
+                    f"provisioner {config.name!r}: not checked against the {config.type} schema"
+                )
             try:
-                claims = global_claims.merged(config.get("claims"))
+                claims = global_claims.merged(config.claims)
             except ClaimsError as exc:
-                raise ProvisionerConfigError(f"provisioner {config.get('name')!r}: {exc}") from None
+                raise ProvisionerConfigError(f"provisioner {config.name!r}: {exc}") from None
             prov: Provisioner
             try:
                 prov = factory(config, claims)
             except ProvisionerInitError as exc:
-                log.error("provisioner %r failed to initialise: %s", config.get("name"), exc)
+                log.error("provisioner %r failed to initialise: %s", config.name, exc)
                 prov = DisabledProvisioner(config, claims, str(exc), exc.lookup_keys)
-            if not prov.name:
-                raise ProvisionerConfigError("provisioner name cannot be empty")
             if prov.name in self._by_name:
                 raise ProvisionerConfigError(f"provisioner name {prov.name!r} is not unique")
             self._by_name[prov.name] = prov

@@ -51,6 +51,7 @@ from provisioners.base import (
 )
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
+from provisioners.schema import X5CSchema
 
 #: The most certificates a token's `x5c` header may carry (leaf + intermediates).
 MAX_CHAIN = 8
@@ -94,27 +95,18 @@ class X5CProvisioner(Provisioner):
     """step-ca's X5C provisioner (X.509 sign and revoke tokens)."""
 
     type_name = "X5C"
+    config: X5CSchema
 
-    def __init__(self, config: dict[str, Any], claims: Claims) -> None:
+    def __init__(self, config: X5CSchema, claims: Claims) -> None:
         super().__init__(config, claims)
-        if not self.name:
-            raise ProvisionerConfigError("provisioner name cannot be empty")
         pem = b""
-        raw = config.get("roots")
-        if raw not in (None, ""):
+        if config.roots:
             try:
-                pem += decode_roots(raw) + b"\n"
+                pem += decode_roots(config.roots) + b"\n"
             except ValueError as exc:
                 raise ProvisionerConfigError(f"provisioner {self.name!r}: {exc}") from None
-        ours = config.get("stepstone") or {}
-        if not isinstance(ours, dict):
-            raise ProvisionerConfigError(f"provisioner {self.name!r}: stepstone must be an object")
-        roots_file = ours.get("rootsFile")
-        if roots_file not in (None, ""):
-            if not isinstance(roots_file, str):
-                raise ProvisionerConfigError(
-                    f"provisioner {self.name!r}: stepstone.rootsFile must be a string"
-                )
+        roots_file = config.stepstone.rootsFile if config.stepstone else None
+        if roots_file:
             path: Path = resolve(roots_file)
             try:
                 pem += path.read_bytes()

@@ -512,13 +512,15 @@ def make_authority(pki_dir: Path, db_dir: Path, provisioners: list[dict[str, Any
     another)."""
     from appliance.authority import Authority
     from appliance.config import CAConfig
+    from appliance.config_schema import DBSchema
+    from provisioners.schema import parse_provisioner
 
     steppath = _pki(str(pki_dir))
     config = CAConfig.load(steppath / "config" / "ca.json")
     config = dataclasses.replace(
         config,
-        provisioners=provisioners,
-        db={"type": "sqlite", "dataSource": str(db_dir / "ca.db")},
+        provisioners=[parse_provisioner(p) for p in provisioners],
+        db=DBSchema(type="sqlite", dataSource=str(db_dir / "ca.db")),
     )
     auth = Authority.open(config, password=CA_PASSWORD)
     auth.start_time -= 5  # tokens made right after start must not look older than the CA

@@ -8,17 +8,23 @@ from typing import Any
 import pytest
 
 from api.connection import Limits, call_app
+from appliance.config_schema import ServerLimitsSchema
 
 
 def test_limits_default_when_absent() -> None:
     assert Limits.from_config(None) == Limits()
-    assert Limits.from_config({}) == Limits()
+    assert Limits.from_config(ServerLimitsSchema()) == Limits()
+    # null and "" mean the default, as in Go.
+    unset = ServerLimitsSchema.model_validate({"requestTimeout": "", "maxConnections": None})
+    assert Limits.from_config(unset) == Limits()
 
 
 def test_limits_from_go_durations() -> None:
     limits = Limits.from_config(
-        {"requestTimeout": "1m30s", "handshakeTimeout": "500ms", "keepAliveTimeout": "2s",
-         "maxConnections": 7}
+        ServerLimitsSchema.model_validate(
+            {"requestTimeout": "1m30s", "handshakeTimeout": "500ms", "keepAliveTimeout": "2s",
+             "maxConnections": 7}
+        )
     )
     assert (limits.request_timeout, limits.handshake_timeout, limits.keepalive_timeout) == (
         90.0,

@@ -24,6 +24,7 @@ from appliance.pki import InitRequest, init_pki
 from pki.jose import key_from_jwk
 from pki.jwe import decrypt_jwk
 from pki.sans import SubjectAltNames
+from provisioners.schema import JWKSchema
 from tests.fixtures import STEP_CA_TESTDATA
 
 TESTDATA = STEP_CA_TESTDATA
@@ -73,10 +74,15 @@ class TokenMaker:
     """Signs JWK provisioner tokens the way `step ca token` does."""
 
     def __init__(self, authority: Authority, password: bytes, name: str | None = None) -> None:
-        prov = next(p for p in authority.config.provisioners if name in (None, p["name"]))
-        self.name = prov["name"]
-        self.kid = prov["key"]["kid"]
-        self.key = key_from_jwk(decrypt_jwk(prov["encryptedKey"], password))
+        prov = next(
+            p
+            for p in authority.config.provisioners
+            if isinstance(p, JWKSchema) and name in (None, p.name)
+        )
+        assert prov.encryptedKey
+        self.name = prov.name
+        self.kid = prov.key.kid
+        self.key = key_from_jwk(decrypt_jwk(prov.encryptedKey, password))
         self.dns = authority.config.dns_names[0]
 
     def __call__(self, sub: str = "foo.test", kid: str | None = None, **overrides: Any) -> str:

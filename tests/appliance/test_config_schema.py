@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from appliance.config import CAConfig, ConfigError
 from appliance.config_edit import ConfigEditError, add_provisioner, update_provisioner
 from pki.jose import public_jwk
+from provisioners.schema import JWKSchema, OIDCSchema, ProvisionerSchema
 
 PATH = Path("ca.json")
 Change = Callable[[dict[str, Any]], None]
@@ -366,7 +367,9 @@ def test_unknown_fields_are_accepted_and_kept() -> None:
     before = copy.deepcopy(raw)
     cfg = CAConfig.from_raw(raw, PATH)
     assert cfg.raw == before
-    assert cfg.provisioners[0]["somethingNew"] == [1, 2]
+    prov = cfg.provisioners[0]
+    assert isinstance(prov, JWKSchema) and prov.model_extra == {"somethingNew": [1, 2]}
+    assert prov.json_object() == before["authority"]["provisioners"][0]
 
 
 def test_step_ca_types_this_build_skips_are_accepted() -> None:
@@ -379,7 +382,8 @@ def test_step_ca_types_this_build_skips_are_accepted() -> None:
         {"type": "jwk", "name": "lower", "key": _jwk("x")["key"]},
     ]
     cfg = _load(_set("authority.provisioners", provs))
-    assert [p["name"] for p in cfg.provisioners] == [p["name"] for p in provs]
+    assert [p.name for p in cfg.provisioners] == [p["name"] for p in provs]
+    assert [type(p) for p in cfg.provisioners] == [ProvisionerSchema] * 5 + [JWKSchema]
 
 
 def test_well_formed_values_resolve() -> None:
@@ -404,6 +408,35 @@ def test_well_formed_values_resolve() -> None:
     assert cfg.claims.max_tls == timedelta(hours=72) and cfg.claims.disable_renewal
     assert cfg.crl.enabled and cfg.crl.renew_period == timedelta(hours=1)
     assert cfg.workers == 3 and cfg.server_cert_duration == timedelta(seconds=30)
+
+
+def test_the_appliance_reads_typed_blocks() -> None:
+    """kms, db, serverLimits, the template and the provisioners travel as checked objects."""
+
+    def change(raw: dict[str, Any]) -> None:
+        raw["kms"] = {"type": "pkcs11", "uri": "pkcs11:token=ca", "pin": "1234", "future": 1}
+        raw["serverLimits"] = {"requestTimeout": "3s", "maxConnections": 9}
+        raw["authority"]["template"] = {"country": "DE", "organization": ["A", "B"], "locality": ""}
+        raw["authority"]["provisioners"].append(
+            {"type": "OIDC", "name": "sso", "clientID": "c", "admins": ["a@example.com"]}
+        )
+
+    cfg = _load(change)
+    assert cfg.kms is not None and cfg.kms.uri == "pkcs11:token=ca"
+    assert cfg.kms.as_json() == {
+        "type": "pkcs11", "uri": "pkcs11:token=ca", "pin": "1234", "future": 1
+    }  # fmt: skip
+    assert cfg.server_limits is not None and cfg.server_limits.requestTimeout == "3s"
+    assert cfg.server_limits.maxConnections == 9
+    assert cfg.db is not None and cfg.db.dataSource == "db" and cfg.db.type == "badgerv2"
+    # One value or a list, as lists; "" (Go's zero value) is unset.
+    assert cfg.template == {"country": ["DE"], "organization": ["A", "B"]}
+    jwk, oidc = cfg.provisioners
+    assert isinstance(jwk, JWKSchema) and jwk.key.kid
+    assert isinstance(oidc, OIDCSchema) and oidc.admins == ["a@example.com"]
+    bare = CAConfig.from_raw({k: v for k, v in BASE.items() if k != "db"}, PATH)
+    assert bare.kms is None and bare.server_limits is None and bare.db is None
+    assert bare.template == {}
 
 
 # --- where the schema runs ----------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_every_step_ca_test_config_passes_the_schema(name: str) -> None:
     cfg = CAConfig.from_raw(raw, TESTDATA / name)
     assert cfg.port == 0 and cfg.dns_names == ["127.0.0.1"]
     assert cfg.tls_options()["cipherSuites"] == raw["tls"]["cipherSuites"]
-    assert [p["name"] for p in cfg.provisioners] == [
+    assert [p.name for p in cfg.provisioners] == [
         p["name"] for p in raw["authority"]["provisioners"]
     ]
 

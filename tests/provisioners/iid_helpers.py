@@ -9,10 +9,17 @@ import pytest
 from pki.errors import CAError, ErrorKind
 from provisioners.audience import Method, audiences
 from provisioners.base import Provisioner
-from provisioners.registry import parse_token
+from provisioners.claims import Claims
+from provisioners.registry import ProvisionerRegistry, parse_token
+from provisioners.schema import parse_provisioner
 from tests.cloud_metadata import CA_DNS
 
 SIGN = audiences([CA_DNS, "127.0.0.1"], Method.SIGN)
+
+
+def registry(*configs: dict[str, Any]) -> ProvisionerRegistry:
+    """A registry of ca.json entries, checked by the schema as the CA checks them."""
+    return ProvisionerRegistry([parse_provisioner(c) for c in configs], Claims())
 
 
 def authorize(prov: Provisioner, token: str) -> Any:

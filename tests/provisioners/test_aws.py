@@ -27,7 +27,8 @@ from provisioners.base import ProvisionerConfigError, ProvisionerInitError, toke
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import ALLOWED_COMMON_NAMES, FOREVER
-from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token
+from provisioners.registry import DisabledProvisioner, parse_token
+from provisioners.schema import AWSSchema, parse_provisioner
 from tests.cloud_metadata import (
     AWS_DOCUMENT_PATH,
     AWS_SIGNATURE_PATH,
@@ -42,7 +43,7 @@ from tests.cloud_metadata import (
     sign_audience,
 )
 from tests.e2e.harness import csr_pem, load_chain, make_csr
-from tests.provisioners.iid_helpers import SIGN, authorize, refused
+from tests.provisioners.iid_helpers import SIGN, authorize, refused, registry
 
 CA_URL = f"https://{CA_DNS}:9000"
 AUD = sign_audience(CA_DNS, "aws/aws")
@@ -70,7 +71,9 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> AWSProvisioner:
-    return AWSProvisioner(config(server, **fields), Claims())
+    entry = parse_provisioner(config(server, **fields))
+    assert isinstance(entry, AWSSchema)
+    return AWSProvisioner(entry, Claims())
 
 
 def tofu(instance: str, name: str = "aws") -> str:
@@ -294,7 +297,9 @@ def test_revoke_is_not_allowed(server: CloudMetadataServer) -> None:
 
 
 def test_smallstep_extension_can_be_disabled(server: CloudMetadataServer) -> None:
-    prov = AWSProvisioner(config(server), Claims(disable_smallstep_extensions=True))
+    prov = AWSProvisioner(
+        AWSSchema.model_validate(config(server)), Claims(disable_smallstep_extensions=True)
+    )
     assert authorize(prov, server.aws.token(AUD)).extension is None
 
 
@@ -337,7 +342,7 @@ def test_iid_roots_file_and_inline_together(server: CloudMetadataServer, tmp_pat
 
 
 def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> None:
-    reg = ProvisionerRegistry([config(server), config(server, name="other")], Claims())
+    reg = registry(config(server), config(server, name="other"))
     token = parse_token(server.aws.token(AUD))
     found = reg.for_token(token, SIGN)
     assert found.name == "aws"
@@ -346,7 +351,7 @@ def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> 
 
 
 def test_init_failure_disables_only_this_provisioner(server: CloudMetadataServer) -> None:
-    reg = ProvisionerRegistry([config(server, imdsVersions=["v9"])], Claims())
+    reg = registry(config(server, imdsVersions=["v9"]))
     (prov,) = list(reg)
     assert isinstance(prov, DisabledProvisioner)
     assert prov.to_json()["state"] == "Uninitialized"
@@ -426,7 +431,7 @@ def test_name_with_a_space_is_escaped_in_the_audience(server: CloudMetadataServe
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["aud"] == f"{CA_URL}/1.0/sign#aws/aws%20prod"  # as Go writes the URL
     assert claims["jti"] == tofu(server.aws.document["instanceId"], "aws prod")
-    reg = ProvisionerRegistry([cfg], Claims())
+    reg = registry(cfg)
     prov = reg.for_token(parse_token(token), SIGN)
     opts = prov.authorize(parse_token(token), Method.SIGN, SIGN)
     assert opts.token_id == tofu(server.aws.document["instanceId"], "aws prod")

@@ -23,7 +23,8 @@ from provisioners.base import ProvisionerConfigError, ProvisionerInitError
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.iid import FOREVER
-from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token
+from provisioners.registry import DisabledProvisioner, parse_token
+from provisioners.schema import AzureSchema, parse_provisioner
 from tests.cloud_metadata import (
     AZURE_ENVIRONMENT_PATH,
     AZURE_RESOURCE,
@@ -34,7 +35,7 @@ from tests.cloud_metadata import (
     rsa_key,
 )
 from tests.e2e.harness import csr_pem, make_csr
-from tests.provisioners.iid_helpers import SIGN, authorize, refused
+from tests.provisioners.iid_helpers import SIGN, authorize, refused, registry
 
 
 @pytest.fixture
@@ -60,7 +61,9 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> AzureProvisioner:
-    return AzureProvisioner(config(server, **fields), Claims())
+    entry = parse_provisioner(config(server, **fields))
+    assert isinstance(entry, AzureSchema)
+    return AzureProvisioner(entry, Claims())
 
 
 # --- the client flow -------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def test_default_sans_for_the_csr(server: CloudMetadataServer) -> None:
 
 
 def test_registry_finds_it_by_tenant(server: CloudMetadataServer) -> None:
-    reg = ProvisionerRegistry([config(server)], Claims())
+    reg = registry(config(server))
     assert reg.for_token(parse_token(server.azure.token()), SIGN).name == "azure"
     with pytest.raises(CAError) as err:  # another tenant's token finds no provisioner
         reg.for_token(
@@ -239,7 +242,7 @@ def test_discovery(server: CloudMetadataServer) -> None:
         provisioner(server, oidcDiscoveryURL=server.url + "/nope/.well-known/openid-configuration")
     with pytest.raises(ProvisionerInitError, match="https"):
         provisioner(server, oidcDiscoveryURL="http://login.example/x")
-    reg = ProvisionerRegistry([config(server, oidcDiscoveryURL=server.url + "/404")], Claims())
+    reg = registry(config(server, oidcDiscoveryURL=server.url + "/404"))
     (prov,) = list(reg)
     assert isinstance(prov, DisabledProvisioner)
 

@@ -24,7 +24,8 @@ from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.gcp import GCPProvisioner, internal_dns_names
 from provisioners.iid import ALLOWED_COMMON_NAMES, FOREVER
-from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token
+from provisioners.registry import DisabledProvisioner, parse_token
+from provisioners.schema import GCPSchema, parse_provisioner
 from tests.cloud_metadata import (
     CA_DNS,
     GCP_CERTS_PATH,
@@ -35,7 +36,7 @@ from tests.cloud_metadata import (
     sign_audience,
 )
 from tests.e2e.harness import csr_pem, make_csr
-from tests.provisioners.iid_helpers import SIGN, authorize, refused
+from tests.provisioners.iid_helpers import SIGN, authorize, refused, registry
 
 CA_URL = f"https://{CA_DNS}:9000"
 AUD = sign_audience(CA_DNS, "gcp/gcp")
@@ -60,7 +61,9 @@ def config(server: CloudMetadataServer, **fields: Any) -> dict[str, Any]:
 
 
 def provisioner(server: CloudMetadataServer, **fields: Any) -> GCPProvisioner:
-    return GCPProvisioner(config(server, **fields), Claims())
+    entry = parse_provisioner(config(server, **fields))
+    assert isinstance(entry, GCPSchema)
+    return GCPProvisioner(entry, Claims())
 
 
 def tofu(instance: str = INSTANCE_ID, name: str = "gcp") -> str:
@@ -229,7 +232,7 @@ def test_config_errors(server: CloudMetadataServer) -> None:
 def test_unreachable_jwks_disables_the_provisioner(server: CloudMetadataServer) -> None:
     with pytest.raises(ProvisionerInitError):
         provisioner(server, certsURL=server.url + "/no-such-jwks")
-    reg = ProvisionerRegistry([config(server, certsURL=server.url + "/404")], Claims())
+    reg = registry(config(server, certsURL=server.url + "/404"))
     (prov,) = list(reg)
     assert isinstance(prov, DisabledProvisioner)
     assert prov.to_json()["state"] == "Uninitialized"
@@ -243,7 +246,7 @@ def test_unreachable_jwks_disables_the_provisioner(server: CloudMetadataServer) 
 
 
 def test_registry_finds_it_by_audience_fragment(server: CloudMetadataServer) -> None:
-    reg = ProvisionerRegistry([config(server, name="other"), config(server)], Claims())
+    reg = registry(config(server, name="other"), config(server))
     assert reg.for_token(parse_token(server.gcp.token(AUD)), SIGN).name == "gcp"
 
 

@@ -19,6 +19,7 @@ from provisioners.claims import Claims
 from provisioners.extension import ProvisionerType
 from provisioners.jwk import JWKProvisioner
 from provisioners.registry import parse_token
+from provisioners.schema import JWKSchema, parse_provisioner
 
 SIGN_AUD = audiences(["ca.test"], Method.SIGN)
 _KEY = ec.generate_private_key(ec.SECP256R1())
@@ -28,7 +29,7 @@ _Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKe
 
 def _provisioner(key: _Key = _KEY, claims: Claims | None = None, **extra: Any) -> JWKProvisioner:
     config = {"type": "JWK", "name": "admin", "key": public_jwk(key, kid=_KID), **extra}
-    return JWKProvisioner(config, claims or Claims())
+    return JWKProvisioner(JWKSchema.model_validate(config), claims or Claims())
 
 
 def _token(
@@ -60,17 +61,23 @@ def _refused(prov: JWKProvisioner, raw: str, fragment: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("config", "fragment"),
+    ("config", "message"),
     [
-        ({"name": "", "key": {"kid": "k"}}, "name cannot be empty"),
-        ({"name": "p"}, "key with a kid is required"),
-        ({"name": "p", "key": {"kty": "EC"}}, "key with a kid is required"),
-        ({"name": "p", "key": {"kid": "k", "kty": "EC", "crv": "P-256"}}, "invalid key"),
+        ({"name": "", "key": {"kid": "k"}}, "name: cannot be empty"),
+        ({"name": "p"}, "key: is required"),
+        ({"name": "p", "key": {"kty": "EC"}}, "key.kid: is required"),
+        (
+            {"name": "p", "key": {"kid": "k", "kty": "EC", "crv": "P-256"}},
+            "provisioner 'p': invalid key: ",
+        ),
     ],
 )
-def test_unusable_configs_stop_the_ca(config: dict[str, Any], fragment: str) -> None:
-    with pytest.raises(ProvisionerConfigError, match=fragment):
-        JWKProvisioner(config, Claims())
+def test_unusable_configs_stop_the_ca(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ProvisionerConfigError) as err:
+        entry = parse_provisioner({"type": "JWK", **config})
+        assert isinstance(entry, JWKSchema)
+        JWKProvisioner(entry, Claims())
+    assert str(err.value).startswith(message)
 
 
 def test_identity_and_encrypted_key() -> None:
@@ -139,7 +146,9 @@ def test_the_algorithm_follows_the_key(key: _Key, alg: str) -> None:
 def test_an_algorithm_named_in_the_key_is_required() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk_ = public_jwk(key, kid=_KID, alg="PS256")
-    prov = JWKProvisioner({"name": "admin", "key": jwk_}, Claims())
+    prov = JWKProvisioner(
+        JWKSchema.model_validate({"type": "JWK", "name": "admin", "key": jwk_}), Claims()
+    )
     assert prov.authorize(parse_token(_token(key, "PS256")), Method.SIGN, SIGN_AUD)
     _refused(prov, _token(key, "RS256"), "unexpected algorithm RS256")
 

@@ -46,6 +46,7 @@ from provisioners.jwks import (
 )
 from provisioners.oidc import OIDCInitError, OIDCProvisioner, configuration_url
 from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, parse_token
+from provisioners.schema import OIDCSchema, parse_provisioner
 from tests.oidc_idp import CLIENT_ID, TestIdP, User, new_key
 
 DEFAULT_401 = DEFAULT_MESSAGES[401]
@@ -76,8 +77,16 @@ def clock() -> Clock:
     return Clock()
 
 
+def _oidc(config: dict[str, Any], claims: Claims | None = None, **options: Any) -> OIDCProvisioner:
+    return OIDCProvisioner(OIDCSchema.model_validate(config), claims or Claims(), **options)
+
+
+def _registry(*configs: dict[str, Any]) -> ProvisionerRegistry:
+    return ProvisionerRegistry([parse_provisioner(c) for c in configs], Claims())
+
+
 def _prov(idp: TestIdP, clock: Clock | None = None, **extra: Any) -> OIDCProvisioner:
-    return OIDCProvisioner(idp.provisioner(**extra), Claims(), clock=clock or Clock())
+    return _oidc(idp.provisioner(**extra), clock=clock or Clock())
 
 
 def _authorize(prov: OIDCProvisioner, raw: str, method: Method = Method.SIGN) -> SignOptions:
@@ -133,7 +142,7 @@ def test_subject_escaped_like_go_in_the_uri(idp: TestIdP) -> None:
 
 
 def test_disable_smallstep_extensions(idp: TestIdP) -> None:
-    prov = OIDCProvisioner(idp.provisioner(), Claims(disable_smallstep_extensions=True))
+    prov = _oidc(idp.provisioner(), Claims(disable_smallstep_extensions=True))
     assert _authorize(prov, idp.id_token()).extension is None
 
 
@@ -461,7 +470,7 @@ def test_discovery_unreachable_is_an_init_error() -> None:
         "configurationEndpoint": f"http://127.0.0.1:{_closed_port()}",
     }
     with pytest.raises(OIDCInitError) as err:
-        OIDCProvisioner(config, Claims())
+        _oidc(config)
     assert isinstance(err.value, ProvisionerInitError)
     assert err.value.lookup_keys == [CLIENT_ID]
     assert "failed to connect" in str(err.value)
@@ -478,7 +487,7 @@ def test_discovery_unreachable_is_an_init_error() -> None:
 )
 def test_init_errors(idp: TestIdP, change: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ProvisionerInitError) as err:
-        OIDCProvisioner({**idp.provisioner(), **change}, Claims())
+        _oidc({**idp.provisioner(), **change})
     assert fragment in str(err.value)
 
 
@@ -487,14 +496,14 @@ def test_discovery_without_jwks_uri(idp: TestIdP, monkeypatch: pytest.MonkeyPatc
     del doc["jwks_uri"]
     monkeypatch.setattr(idp, "discovery", lambda: doc)
     with pytest.raises(ProvisionerInitError, match="jwks_uri cannot be empty"):
-        OIDCProvisioner(idp.provisioner(), Claims())
+        _oidc(idp.provisioner())
 
 
 def test_insecure_jwks_uri(idp: TestIdP, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = dict(idp.discovery(), jwks_uri="http://keys.example.com/jwks")
     monkeypatch.setattr(idp, "discovery", lambda: doc)
     with pytest.raises(ProvisionerInitError, match="https"):
-        OIDCProvisioner(idp.provisioner(), Claims())
+        _oidc(idp.provisioner())
 
 
 def test_tenant_id_in_issuer(idp: TestIdP) -> None:
@@ -506,14 +515,14 @@ def test_tenant_id_in_issuer(idp: TestIdP) -> None:
 
 
 def test_bad_list_fields_are_config_errors(idp: TestIdP) -> None:
-    with pytest.raises(ProvisionerConfigError):
-        OIDCProvisioner({**idp.provisioner(), "admins": "boss@example.com"}, Claims())
+    with pytest.raises(ProvisionerConfigError, match=r'^admins: expected a list, got "boss@'):
+        parse_provisioner({**idp.provisioner(), "admins": "boss@example.com"})
 
 
 def test_json_in_step_ca_order(idp: TestIdP) -> None:
     cfg = idp.provisioner(admins=["a@example.com"], domains=[], claims={"enableSSHCA": True})
     cfg.pop("clientSecret")
-    out = OIDCProvisioner(cfg, Claims()).to_json()
+    out = _oidc(cfg).to_json()
     assert list(out) == [
         "type",
         "name",
@@ -533,7 +542,7 @@ def test_registry_keeps_a_disabled_provisioner(idp: TestIdP) -> None:
         "clientID": "down-client",
         "configurationEndpoint": f"http://127.0.0.1:{_closed_port()}",
     }
-    reg = ProvisionerRegistry([idp.provisioner(), down], Claims())
+    reg = _registry(idp.provisioner(), down)
     prov = reg.by_name("down")
     assert isinstance(prov, DisabledProvisioner)
     listed = reg.page("", None)[0][1]
@@ -556,7 +565,7 @@ def test_registry_routes_tokens_to_the_disabled_provisioner(idp: TestIdP) -> Non
         "clientID": "down-client",
         "configurationEndpoint": f"http://127.0.0.1:{_closed_port()}",
     }
-    reg = ProvisionerRegistry([down], Claims())
+    reg = _registry(down)
     raw = idp.id_token(aud="down-client", azp="down-client")
     token = parse_token(raw)
     with pytest.raises(CAError) as err:

@@ -32,6 +32,7 @@ from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.registry import ProvisionerRegistry, parse_token
+from provisioners.schema import X5CSchema, parse_provisioner
 from provisioners.x5c import X5CProvisioner, encode_roots
 
 PASSWORD = b"ca-password"
@@ -205,10 +206,14 @@ def authority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: X5CPKI) -> I
     auth.repository.engine.dispose()
 
 
+def _x5c(config: dict[str, Any], claims: Claims | None = None) -> X5CProvisioner:
+    entry = parse_provisioner(config)
+    assert isinstance(entry, X5CSchema)
+    return X5CProvisioner(entry, claims or Claims())
+
+
 def _provisioner(pki: X5CPKI, **extra: Any) -> X5CProvisioner:
-    return X5CProvisioner(
-        {"type": "X5C", "name": NAME, "roots": pki.roots_value, **extra}, Claims()
-    )
+    return _x5c({"type": "X5C", "name": NAME, "roots": pki.roots_value, **extra})
 
 
 def _authorize(prov: X5CProvisioner, token: str, method: Method = Method.SIGN) -> Any:
@@ -223,7 +228,8 @@ def _status(exc: pytest.ExceptionInfo[CAError]) -> int:
 
 
 def test_registry_finds_x5c_by_audience_fragment(pki: X5CPKI) -> None:
-    reg = ProvisionerRegistry([{"type": "x5c", "name": NAME, "roots": pki.roots_value}], Claims())
+    entry = parse_provisioner({"type": "x5c", "name": NAME, "roots": pki.roots_value})
+    reg = ProvisionerRegistry([entry], Claims())
     chain, key = pki.leaf()
     prov = reg.for_token(parse_token(x5c_token(chain, key)), audiences([DNS], Method.SIGN))
     assert isinstance(prov, X5CProvisioner)
@@ -237,12 +243,17 @@ def test_registry_finds_x5c_by_audience_fragment(pki: X5CPKI) -> None:
         ({"type": "X5C", "name": NAME}, "cannot be empty"),
         ({"type": "X5C", "name": NAME, "roots": "not base64!"}, "base64"),
         ({"type": "X5C", "name": NAME, "roots": base64.b64encode(b"junk").decode()}, "no x509"),
-        ({"type": "X5C", "name": "", "roots": "eA=="}, "name cannot be empty"),
+        ({"type": "X5C", "name": "", "roots": "eA=="}, "name: cannot be empty"),
+        ({"type": "X5C", "name": NAME, "stepstone": "x"}, 'stepstone: expected a JSON object'),
+        (
+            {"type": "X5C", "name": NAME, "stepstone": {"rootsFile": 5}},
+            "stepstone.rootsFile: expected a string, got 5",
+        ),
     ],
 )
 def test_bad_configs_are_refused(config: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ProvisionerConfigError, match=fragment):
-        X5CProvisioner(config, Claims())
+        _x5c(config)
 
 
 def test_roots_from_a_stepstone_file(
@@ -251,16 +262,11 @@ def test_roots_from_a_stepstone_file(
     monkeypatch.setenv("STEPPATH", str(tmp_path))
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "x5c.pem").write_bytes(pki.root.public_bytes(Encoding.PEM))
-    prov = X5CProvisioner(
-        {"type": "X5C", "name": NAME, "stepstone": {"rootsFile": "certs/x5c.pem"}}, Claims()
-    )
+    prov = _x5c({"type": "X5C", "name": NAME, "stepstone": {"rootsFile": "certs/x5c.pem"}})
     chain, key = pki.leaf()
     assert _authorize(prov, x5c_token(chain, key)).subject == "svc.test"
     with pytest.raises(ProvisionerConfigError, match="error reading"):
-        X5CProvisioner(
-            {"type": "X5C", "name": NAME, "stepstone": {"rootsFile": "certs/missing.pem"}},
-            Claims(),
-        )
+        _x5c({"type": "X5C", "name": NAME, "stepstone": {"rootsFile": "certs/missing.pem"}})
 
 
 # --- token checks ---------------------------------------------------------------------------
@@ -283,15 +289,14 @@ def test_an_intermediate_as_the_root_of_trust(pki: X5CPKI) -> None:
     chain, key = pki.leaf()
     other = X5CPKI.make("Other")
     # The intermediate alone as a root of trust also works (any configured certificate).
-    prov = X5CProvisioner(
+    prov = _x5c(
         {
             "type": "X5C",
             "name": NAME,
             "roots": encode_roots(
                 other.root.public_bytes(Encoding.PEM) + pki.inter.public_bytes(Encoding.PEM)
             ),
-        },
-        Claims(),
+        }
     )
     assert _authorize(prov, x5c_token(chain[:1], key)).subject == "svc.test"
 
@@ -416,7 +421,7 @@ def test_revoke_token(pki: X5CPKI) -> None:
 
 
 def test_disable_smallstep_extensions(pki: X5CPKI) -> None:
-    prov = X5CProvisioner(
+    prov = _x5c(
         {"type": "X5C", "name": NAME, "roots": pki.roots_value},
         Claims(disable_smallstep_extensions=True),
     )
