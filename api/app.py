@@ -7,6 +7,7 @@ from typing import Any
 import falcon
 
 from api import health, openapi, provisioners, renew, revocation, revoke, roots, sign
+from api.metrics import RequestMetrics
 from api.middleware import RequestLog
 from api.render import (
     handle_ca_error,
@@ -31,11 +32,16 @@ class NoOptions:
             raise falcon.HTTPMethodNotAllowed([m for m in allowed if m != "OPTIONS"])
 
 
-def create_app(authority: Authority) -> falcon.App[falcon.Request, falcon.Response]:
-    """Wire resources to routes; no CA logic here."""
+def create_app(
+    authority: Authority, *, metrics: bool = False
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """Wire resources to routes; no CA logic here. `metrics`: count requests for Prometheus
+    (only when a listener serves them: otherwise nothing is paid per request)."""
     # list[Any]: mypy cannot join two middleware classes that meet different parts of falcon's
     # middleware union.
     middleware: list[Any] = [RequestLog(), NoOptions()]
+    if metrics:
+        middleware.append(RequestMetrics())
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, handle_unexpected)

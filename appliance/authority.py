@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +23,7 @@ from appliance.assembly import AuthorityParts, assemble
 from appliance.config import CAConfig
 from appliance.crl import CRLPublisher, crl_url
 from appliance.db.repository import Revocation, UsedToken
+from appliance.metrics import CERTIFICATES_ISSUED, CERTIFICATES_RENEWED, CERTIFICATES_REVOKED
 from appliance.profiles import (
     LeafRequest,
     RevocationPointers,
@@ -193,8 +195,11 @@ class Authority:
         cert = self.repository.issue(
             UsedToken(options.token_id, options.provisioner_name, options.token_expires),
             options.provisioner_name,
-            lambda: build_leaf(request, self.intermediates[0], self.signer),
+            lambda: self.issuer_signer.sign_with(
+                partial(build_leaf, request, self.intermediates[0])
+            ),
         )
+        CERTIFICATES_ISSUED.labels(options.provisioner_name).inc()
         log.debug(  # the request line (api/middleware.py) carries subject and serial
             "issued serial=%s subject=%r provisioner=%r not_after=%s",
             cert.serial_number,
@@ -250,15 +255,18 @@ class Authority:
         cert = self.repository.issue(  # a renew token is burned before the signature
             token,
             prov_name,
-            lambda: build_renewal(
-                old,
-                public_key,
-                now - backdate,
-                now + lifetime - backdate,
-                self.intermediates[0],
-                self.signer,
+            lambda: self.issuer_signer.sign_with(
+                partial(
+                    build_renewal,
+                    old,
+                    public_key,
+                    now - backdate,
+                    now + lifetime - backdate,
+                    self.intermediates[0],
+                )
             ),
         )
+        CERTIFICATES_RENEWED.labels(prov_name).inc()
         log.debug("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
         return SignResult(cert, [cert, *self.intermediates], prov_name)
 
@@ -323,6 +331,7 @@ class Authority:
             ),
             token_row,
         )
+        CERTIFICATES_REVOKED.labels(provisioner).inc()
         log.info(
             "revoked serial=%s reason=%d by %s",
             req.serial,

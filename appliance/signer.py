@@ -13,12 +13,15 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from appliance.metrics import keystore_operation
 from keystores import KeyLocation, KeyStore, KeyStoreError, SigningKey, open_keystore
+
+T = TypeVar("T")
 
 
 def _spki(public_key: Any) -> bytes:
@@ -70,6 +73,11 @@ class IssuerSigner:
                 self._signer = self._open()
                 self._pid = pid
             return self._signer
+
+    def sign_with(self, build: Callable[[SigningKey], T]) -> T:
+        """`build(key)` (which signs) with this process's key, timed as a key store operation."""
+        with keystore_operation("sign"):
+            return build(self.get())
 
     def check(self) -> None:
         """Open the key once to fail fast; hardware stores are tried in a child process."""

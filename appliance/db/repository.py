@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
+from appliance.metrics import TOKEN_REPLAYS
 from pki.errors import CAError, ErrorKind, bad_request, internal, unauthorized, unavailable
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class Repository:
         except IntegrityError as exc:
             if unique_violation_table(exc) != used_tokens.name:
                 raise
+            TOKEN_REPLAYS.labels(token.provisioner).inc()
             raise unauthorized("authority.Authorize: token already used") from None
 
     def issue(
