@@ -19,10 +19,13 @@ import typer
 from appliance.assembly import AuthorityError
 from appliance.authority import Authority
 from appliance.config import CAConfig, ConfigError
+from appliance.credentials import CredentialError, ca_password, with_kms_pin
 from appliance.db.engine import DatabaseConfigError
 from appliance.logs import LogFormat, configure
+from cli import stepca_backup
 from cli.common import CLIError, read_password_file, run_cli
 from cli.helptext import StepTyper
+from cli.stepca_check import run_check
 from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
 
@@ -48,6 +51,15 @@ def serve(
         "--log-format",
         help="json: one JSON object per line, for log shippers; text: one line for people.",
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Check CONFIG (files, key, chain, provisioners, database) and exit: every "
+        "problem on its own line and status 1, else a summary. Writes nothing.",
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="With '--check': print the report as JSON."
+    ),
 ) -> None:
     """Run the Stepstone certificate authority (step-ca compatible).
 
@@ -56,25 +68,38 @@ def serve(
     `kill -HUP` reloads CONFIG without dropping requests (a bad CONFIG is refused and the
     running one kept); SIGTERM stops gracefully.
 
+    Secrets under systemd: without '--password-file', the intermediate key's password is
+    read from $CREDENTIALS_DIRECTORY/ca-password, and a PKCS#11 or YubiKey PIN that ca.json
+    does not give from $CREDENTIALS_DIRECTORY/kms-pin (files systemd's LoadCredential=
+    makes, mode 0400). Never from the command line or the environment.
+
     Examples:
 
       $ step-ca $(step path)/config/ca.json --password-file ./password.txt
 
       $ step-ca ./ca.json --password-file /run/secrets/ca-password --pidfile /run/step-ca.pid
 
-    Operator commands: 'step-ca version'.
+      $ step-ca --check /var/lib/stepstone/config/ca.json
+
+    Operator commands: 'step-ca version', 'step-ca backup', 'step-ca restore' (each with --help).
     """
-    configure(log_format, quiet)
     password = read_password_file(password_file) if password_file else None
+    if json_output and not check:
+        raise CLIError("step-ca: '--json' goes with '--check'")
+    if check:
+        raise typer.Exit(run_check(config, password, json_output))
+    configure(log_format, quiet)
     from api.server import ApplianceServer, ListenError, check_listen
     from api.tls import ServerTLS
 
     try:
-        cfg = CAConfig.load(config)
+        cfg = with_kms_pin(CAConfig.load(config))
+        password = ca_password(password)
         check_listen(cfg.host, cfg.port)
         authority = Authority.open(cfg, password=password)
     except (
         ConfigError,
+        CredentialError,
         ListenError,
         AuthorityError,
         ProvisionerConfigError,
@@ -88,13 +113,17 @@ def serve(
     except KeyStoreError as exc:
         raise CLIError(f"step-ca: issuing the CA's TLS certificate: {exc}") from None
     logging.getLogger("stepstone").info("serving on https://%s", cfg.address)
-    ApplianceServer(
+    server = ApplianceServer(
         authority,
         tls,
         config_path=config,
         password=password,
         pidfile=str(pidfile) if pidfile else None,
-    ).run()
+    )
+    try:
+        server.run()
+    except ListenError as exc:  # the metrics address, bound as the master starts
+        raise CLIError(f"step-ca: {exc}") from None
 
 
 @commands.callback()
@@ -115,6 +144,9 @@ def version_command() -> None:
     except PackageNotFoundError:  # run from a checkout that was never installed
         number = "development"
     typer.echo(f"Stepstone step-ca/{number}")
+
+
+stepca_backup.register(commands)
 
 
 def command_names() -> set[str]:
