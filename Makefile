@@ -5,11 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest lock lint unit system-deps venv clean bench profile softhsm
+.PHONY: demo test test-latest lock lint unit system-deps venv clean bench profile softhsm deb deb-lint
 
 # Installs come from requirements.lock (exact versions, hashes): a fresh machine gets what was
 # tested. `make lock` refreshes it from the ranges in pyproject.toml.
 LOCK := requirements.lock
+# The Debian package's venv: the runtime, postgres and yubikey extras only, at the versions of
+# $(LOCK) (its constraint), so the package runs what the tests ran.
+SERVER_LOCK := requirements-server.lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +22,18 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
-# Debian packages the tests use (real openssl, SoftHSM2, PostgreSQL); installed only when missing.
+# Debian packages the tests use (real openssl, SoftHSM2, PostgreSQL; dpkg-dev, binutils, lintian
+# and Debian's python3-venv for `make deb`); installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v swig >/dev/null || missing="$$missing swig"; \
 	[ -e /usr/include/PCSC/winscard.h ] || missing="$$missing libpcsclite-dev"; \
+	command -v dpkg-shlibdeps >/dev/null || missing="$$missing dpkg-dev"; \
+	command -v strip >/dev/null || missing="$$missing binutils"; \
+	command -v lintian >/dev/null || missing="$$missing lintian"; \
+	/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -63,6 +71,9 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --extra dev --extra postgres --extra yubikey \
 	  -o $(LOCK) pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --extra postgres --extra yubikey \
+	  --constraint $(LOCK) -o $(SERVER_LOCK) pyproject.toml
 
 # SoftHSM2 tokens in a private directory (never the system's) for development.
 softhsm: system-deps
@@ -81,5 +92,14 @@ bench: system-deps $(STAMP)
 profile: system-deps $(STAMP)
 	$(BIN)/python -m bench.profile
 
+# The Debian package, dist/stepstone_<version>_<arch>.deb (packaging/README.md): dpkg-deb over
+# a venv at /opt/stepstone made by Debian's /usr/bin/python3 from $(SERVER_LOCK) by hash.
+deb: system-deps $(STAMP) $(SERVER_LOCK)
+	PIP=$(CURDIR)/$(BIN)/pip SERVER_LOCK=$(CURDIR)/$(SERVER_LOCK) ./packaging/build-deb.sh dist
+
+# lintian's errors fail; the venv under /opt is the one deliberate exception (overridden).
+deb-lint: deb
+	lintian --fail-on error dist/stepstone_*.deb
+
 clean:
-	rm -rf $(VENV) $(LATEST) build *.egg-info demo
+	rm -rf $(VENV) $(LATEST) build dist *.egg-info demo
