@@ -31,9 +31,14 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def json_response(resp: falcon.Response, body: Any, status: int = 200) -> None:
     """A JSON body with a trailing newline, as step-ca's Go encoder writes it."""
+    json_text_response(resp, json.dumps(body, separators=(",", ":")), status)
+
+
+def json_text_response(resp: falcon.Response, text: str, status: int = 200) -> None:
+    """`json_response` for a body already rendered as compact JSON text."""
     resp.status = status
     resp.content_type = "application/json"
-    resp.text = json.dumps(body, separators=(",", ":")) + "\n"
+    resp.text = text + "\n"
 
 
 def json_depth(raw: bytes) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import falcon
 
 from api.mtls import peer_certificate
-from api.render import json_response, read_json
-from api.sign import chain_response
+from api.render import json_text_response, read_json
+from api.sign import chain_json, tls_options_json
 from appliance.authority import Authority, require_csr
 from pki.errors import bad_request
 
@@ -16,6 +16,7 @@ class Renew:
 
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
+        self.tls_options = tls_options_json(authority)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         peer = peer_certificate(req)
@@ -28,7 +29,7 @@ class Renew:
                 raise bad_request("missing client certificate")
             result = self.authority.renew_with_token(token.strip())
         req.context.issued = result  # for the request log
-        json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)
+        json_text_response(resp, chain_json(result, self.tls_options), 201)
 
 
 class Rekey:
@@ -36,6 +37,7 @@ class Rekey:
 
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
+        self.tls_options = tls_options_json(authority)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         peer = peer_certificate(req)
@@ -44,4 +46,4 @@ class Rekey:
         csr = require_csr(read_json(req).get("csr"))
         result = self.authority.rekey(peer, csr)
         req.context.issued = result  # for the request log
-        json_response(resp, chain_response(result, self.authority.config.tls_options()), 201)
+        json_text_response(resp, chain_json(result, self.tls_options), 201)

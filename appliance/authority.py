@@ -159,22 +159,24 @@ class Authority:
         self._check_issued_at(token.claims.get("iat"))
         options = prov.authorize(token, Method.SIGN, self._audiences[Method.SIGN])
         csr_checks.check_fingerprint(csr, options)
+        public_key = csr.public_key()  # a new object per call: taken once
         if options.names_from_csr:
-            csr_checks.check_key(csr)
+            csr_checks.check_key(csr, public_key)
             subject, sans = csr_checks.names_from_csr(csr, options)
+            alt_names = SubjectAltNames.split(sans)
         else:
+            subject, sans = options.subject, options.sans
+            alt_names = SubjectAltNames.split(sans)
             if options.check_csr_names:
                 csr_checks.check_common_name(csr, options)
-            csr_checks.check_key(csr)
+            csr_checks.check_key(csr, public_key)
             if options.check_csr_names:
-                csr_checks.check_sans(csr, options)
-            subject, sans = options.subject, options.sans
+                csr_checks.check_sans(csr, options, alt_names)
         window = requested_window(not_before, not_after, now, options.claims, self.config.backdate)
         window = limit_window(window, options.not_after_limit, explicit=bool(not_after))
         check_window(window, now, options.claims, self.config.backdate)
         try:  # names X.509 cannot carry (non-ASCII DNS, a CN over 64) are the caller's error
             subject_dn = subject_name(subject, self.config.template)
-            alt_names = SubjectAltNames.split(sans)
             alt_names.general_names()
         except ValueError as exc:
             raise CAError(
@@ -185,7 +187,7 @@ class Authority:
         request = LeafRequest(
             subject=subject_dn,
             sans=alt_names,
-            public_key=csr.public_key(),
+            public_key=public_key,
             not_before=window.not_before,
             not_after=window.not_after,
             extension=options.extension,
@@ -200,13 +202,14 @@ class Authority:
             ),
         )
         CERTIFICATES_ISSUED.labels(options.provisioner_name).inc()
-        log.debug(  # the request line (api/middleware.py) carries subject and serial
-            "issued serial=%s subject=%r provisioner=%r not_after=%s",
-            cert.serial_number,
-            options.subject,
-            options.provisioner_name,
-            cert.not_valid_after_utc.isoformat(),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the request line carries subject and serial
+            log.debug(
+                "issued serial=%s subject=%r provisioner=%r not_after=%s",
+                cert.serial_number,
+                options.subject,
+                options.provisioner_name,
+                cert.not_valid_after_utc.isoformat(),
+            )
         return SignResult(cert, [cert, *self.intermediates], options.provisioner_name)
 
     # --- renewal, rekey, revocation ------------------------------------------------------

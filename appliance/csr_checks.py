@@ -8,6 +8,7 @@ import hashlib
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -49,9 +50,13 @@ def _fmt(values: tuple[object, ...] | list[object]) -> str:
     return "[" + " ".join(str(v) for v in values) + "]"
 
 
-def check_key(csr: x509.CertificateSigningRequest) -> None:
-    """RSA >= 2048 bits; ECDSA on P-256/384/521; Ed25519. Anything else is refused."""
-    key = csr.public_key()
+def check_key(
+    csr: x509.CertificateSigningRequest, key: CertificatePublicKeyTypes | None = None
+) -> None:
+    """RSA >= 2048 bits; ECDSA on P-256/384/521; Ed25519. Anything else is refused. `key`:
+    the CSR's public key when the caller has it already (each `public_key()` builds one)."""
+    if key is None:
+        key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise forbidden(
@@ -77,14 +82,20 @@ def check_common_name(csr: x509.CertificateSigningRequest, options: SignOptions)
         )
 
 
-def check_sans(csr: x509.CertificateSigningRequest, options: SignOptions) -> None:
-    """Each SAN type present in the CSR must equal the token's names of that type."""
+def check_sans(
+    csr: x509.CertificateSigningRequest,
+    options: SignOptions,
+    want: SubjectAltNames | None = None,
+) -> None:
+    """Each SAN type present in the CSR must equal the token's names of that type (`want`:
+    `options.sans` already split, when the caller has it)."""
     try:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         ext = None
     got = SubjectAltNames.of(ext)
-    want = SubjectAltNames.split(options.sans)
+    if want is None:
+        want = SubjectAltNames.split(options.sans)
     for label, got_v, want_v in (
         ("DNS names", got.dns, want.dns),
         ("email addresses", got.emails, want.emails),

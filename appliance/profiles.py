@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -162,20 +163,31 @@ class RevocationPointers:
     issuer_url: str
 
     def extensions(self) -> list[x509.ExtensionType]:
+        """The CRL distribution point and authority information access of a leaf."""
+        return list(self._extensions)
+
+    @cached_property
+    def _extensions(self) -> tuple[x509.ExtensionType, ...]:
+        """Encoded once: the same pointers go into every leaf of the CA."""
         uri = x509.UniformResourceIdentifier
-        return [
-            x509.CRLDistributionPoints(
-                [x509.DistributionPoint([uri(self.crl_url)], None, None, None)]
-            ),
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(AuthorityInformationAccessOID.OCSP, uri(self.ocsp_url)),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS, uri(self.issuer_url)
-                    ),
-                ]
-            ),
-        ]
+        return tuple(
+            encoded(value)
+            for value in (
+                x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([uri(self.crl_url)], None, None, None)]
+                ),
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, uri(self.ocsp_url)
+                        ),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.CA_ISSUERS, uri(self.issuer_url)
+                        ),
+                    ]
+                ),
+            )
+        )
 
 
 def build_renewal(
@@ -214,6 +226,40 @@ def build_renewal(
     return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]
 
 
+def _leaf_key_usage(key_encipherment: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def encoded(value: x509.ExtensionType) -> x509.UnrecognizedExtension:
+    """An extension value DER-encoded once: a builder copies its bytes into each certificate
+    instead of converting the Python object every time (the certificate is byte-identical)."""
+    return x509.UnrecognizedExtension(value.oid, value.public_bytes())
+
+
+# The same in every leaf: digitalSignature (+keyEncipherment for RSA keys), and serverAuth +
+# clientAuth.
+_LEAF_KEY_USAGE = {False: encoded(_leaf_key_usage(False)), True: encoded(_leaf_key_usage(True))}
+_LEAF_EXTENDED_KEY_USAGE = encoded(
+    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+)
+
+
+@lru_cache(maxsize=16)
+def _encoded_aki(issuer: x509.Certificate) -> x509.UnrecognizedExtension:
+    """The AKI of an issuer's leaves, encoded once per issuer."""
+    return encoded(aki_for(issuer))
+
+
 def build_leaf(
     req: LeafRequest, issuer: x509.Certificate, issuer_key: CertificateIssuerPrivateKeyTypes
 ) -> x509.Certificate:
@@ -227,28 +273,10 @@ def build_leaf(
         .serial_number(random_serial())
         .not_valid_before(req.not_before)
         .not_valid_after(req.not_after)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(_LEAF_KEY_USAGE[is_rsa], critical=True)
+        .add_extension(_LEAF_EXTENDED_KEY_USAGE, critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
-        .add_extension(aki_for(issuer), critical=False)
+        .add_extension(_encoded_aki(issuer), critical=False)
     )
     if req.sans:
         # RFC 5280: the SAN extension is critical when the subject is empty.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 LEGACY_AUDIENCE = "step-certificate-authority"
@@ -35,6 +37,17 @@ def audiences(dns_names: list[str], method: Method) -> list[str]:
 
 
 def _strip_port(value: str) -> str:
+    """`value` without the port of its URL. Short values (what tokens carry) are cached: two
+    lookups per token, each a URL parse; a long one could only fill the cache."""
+    if len(value) <= _CACHED_LENGTH:
+        return _strip_port_cached(value)
+    return _strip_port_uncached(value)
+
+
+_CACHED_LENGTH = 256
+
+
+def _strip_port_uncached(value: str) -> str:
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -47,13 +60,23 @@ def _strip_port(value: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def matches(token_audience: object, allowed: list[str]) -> bool:
+_strip_port_cached = lru_cache(maxsize=1024)(_strip_port_uncached)
+
+
+@lru_cache(maxsize=256)
+def _allowed_set(allowed: tuple[str, ...]) -> frozenset[str]:
+    """The allowed audiences with and without their ports. Cached: the lists come from the
+    configuration (a handful per CA), never from a token."""
+    return frozenset(allowed) | {_strip_port(a) for a in allowed}
+
+
+def matches(token_audience: object, allowed: Sequence[str]) -> bool:
     """True if any of the token's audiences equals an allowed one, ports ignored."""
     if isinstance(token_audience, str):
         given = [token_audience]
     elif isinstance(token_audience, list) and all(isinstance(a, str) for a in token_audience):
-        given = list(token_audience)
+        given = token_audience
     else:
         return False
-    allowed_set = set(allowed) | {_strip_port(a) for a in allowed}
+    allowed_set = _allowed_set(tuple(allowed))
     return any(a in allowed_set or _strip_port(a) in allowed_set for a in given)

@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Token:
-    """A token split into its parts, claims not yet trusted."""
+    """A token split into its parts, claims not yet trusted. `signing_input` and `signature`
+    let a provisioner verify it without decoding it again (pki.jws.JWSVerifier)."""
 
     raw: str
     header: dict[str, Any]
     claims: dict[str, Any]
+    signing_input: bytes = b""
+    signature: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 from cryptography import x509
 
@@ -161,6 +162,11 @@ class ProvisionerExtension:
 
     def to_x509_extension(self) -> x509.UnrecognizedExtension:
         """For `CertificateBuilder.add_extension(ext, critical=CRITICAL)`."""
+        return self._x509_extension
+
+    @cached_property
+    def _x509_extension(self) -> x509.UnrecognizedExtension:
+        # Encoded once: a provisioner stamps the same extension on every certificate.
         return x509.UnrecognizedExtension(PROVISIONER_OID, self.to_der())
 
     @classmethod

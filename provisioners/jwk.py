@@ -6,10 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-
 from pki.errors import unauthorized
-from pki.jose import LEEWAY_SECONDS, default_alg, key_from_jwk
+from pki.jose import LEEWAY_SECONDS, JOSEError, default_alg, key_from_jwk
+from pki.jws import JWSVerifier, check_claims
 from provisioners.audience import Method, matches
 from provisioners.base import (
     Provisioner,
@@ -37,10 +36,20 @@ class JWKProvisioner(Provisioner):
             public = key_from_jwk(jwk)
         except (ValueError, KeyError, TypeError) as exc:
             raise ProvisionerConfigError(f"provisioner {self.name!r}: invalid key: {exc}") from None
-        self._public_key = public
         self._alg = config.key.alg or default_alg(public)
-        self._jwt = jwt.PyJWT()
+        # The key is prepared once; a key PyJWT refuses for the algorithm refuses every token
+        # (step-ca's 401), as PyJWT's decode did, rather than stopping the CA.
+        self._verifier: JWSVerifier | str
+        try:
+            self._verifier = JWSVerifier(public, self._alg)
+        except JOSEError as exc:
+            self._verifier = str(exc)
         self.encrypted_key: str | None = config.encryptedKey or None
+        self._extension = (
+            None
+            if self.claims.disable_smallstep_extensions
+            else ProvisionerExtension(int(ProvisionerType.JWK), self.name, self.kid)
+        )
 
     @property
     def id(self) -> str:
@@ -55,15 +64,13 @@ class JWKProvisioner(Provisioner):
             raise unauthorized(
                 f"jwk.authorizeToken; unexpected algorithm {token.header.get('alg')}"
             )
+        claims = token.claims
         try:
-            claims: dict[str, Any] = self._jwt.decode(
-                token.raw,
-                key=self._public_key,  # type: ignore[arg-type]
-                algorithms=[self._alg],
-                leeway=LEEWAY_SECONDS,
-                options={"verify_aud": False, "verify_iss": False, "require": ["exp"]},
-            )
-        except jwt.PyJWTError as exc:
+            if isinstance(self._verifier, str):
+                raise JOSEError(self._verifier)
+            self._verifier.verify(token.signing_input, token.signature)
+            check_claims(claims, leeway=LEEWAY_SECONDS)
+        except JOSEError as exc:
             raise unauthorized(f"jwk.authorizeToken; error validating token: {exc}") from None
         if claims.get("iss") != self.name:
             raise unauthorized("jwk.authorizeToken; invalid jwk claims: invalid issuer claim (iss)")
@@ -75,15 +82,12 @@ class JWKProvisioner(Provisioner):
         sans = _sans(claims, subject)
         jti = claims.get("jti")
         token_id = str(jti) if isinstance(jti, str) and jti else token_hash(token.raw)
-        extension = None
-        if not self.claims.disable_smallstep_extensions:
-            extension = ProvisionerExtension(int(ProvisionerType.JWK), self.name, self.kid)
         return SignOptions(
             provisioner_name=self.name,
             subject=subject,
             sans=sans,
             claims=self.claims,
-            extension=extension,
+            extension=self._extension,
             token_id=token_id,
             token_expires=datetime.fromtimestamp(float(claims["exp"]), UTC),
             csr_fingerprint=_cnf(claims),

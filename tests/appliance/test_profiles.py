@@ -175,6 +175,33 @@ def test_leaf_carries_the_provisioner_and_revocation_pointers(
         plain.extensions.get_extension_for_class(x509.CRLDistributionPoints)
 
 
+def test_values_built_once_are_not_shared_mutably(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+) -> None:
+    # Names, revocation pointers and the provisioner extension are built once per request or
+    # per CA and reused; what a caller gets back can be changed without touching the next leaf.
+    names = SubjectAltNames.split(["foo.test", "10.0.0.1"])
+    first = names.general_names()
+    first.clear()
+    assert names.general_names() == [
+        x509.DNSName("foo.test"),
+        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+    ]
+    pointers = RevocationPointers("https://c/crl", "https://c/ocsp", "https://c/i.crt")
+    pointers.extensions().clear()
+    assert len(pointers.extensions()) == 2
+    ext = ProvisionerExtension(1, "admin", "kid")
+    leaves = [_leaf(ca, sans=names, extension=ext, revocation=pointers) for _ in range(2)]
+    assert [len(leaf.extensions) for leaf in leaves] == [8, 8]
+    for a, b in zip(leaves[0].extensions, leaves[1].extensions, strict=True):
+        assert a.oid == b.oid and a.critical == b.critical
+        if not isinstance(a.value, x509.SubjectKeyIdentifier):  # each leaf has its own key
+            assert a.value == b.value
+    rsa_leaf = _leaf(ca, public_key=rsa.generate_private_key(65537, 2048).public_key())
+    assert rsa_leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+    assert not leaves[0].extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+
+
 def test_renewal_copies_all_but_the_issuer_bound_extensions(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
 ) -> None:

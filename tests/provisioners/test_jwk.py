@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -151,6 +153,25 @@ def test_an_algorithm_named_in_the_key_is_required() -> None:
     )
     assert prov.authorize(parse_token(_token(key, "PS256")), Method.SIGN, SIGN_AUD)
     _refused(prov, _token(key, "RS256"), "unexpected algorithm RS256")
+
+
+@pytest.mark.parametrize(
+    ("alg", "reason"),
+    [
+        ("ES384", "The key's curve 'secp256r1' does not match the expected curve 'secp384r1'"),
+        ("RS256", "Expecting a PEM-formatted key."),
+        ("XX1", "Algorithm not supported"),
+    ],
+)
+def test_a_key_that_cannot_verify_its_algorithm_refuses_every_token(alg: str, reason: str) -> None:
+    # The CA still starts (as it did when PyJWT prepared the key per token); tokens get a 401.
+    jwk_ = public_jwk(_KEY, kid=_KID, alg=alg)
+    prov = JWKProvisioner(
+        JWKSchema.model_validate({"type": "JWK", "name": "admin", "key": jwk_}), Claims()
+    )
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "kid": _KID}).encode())
+    raw = header.rstrip(b"=").decode() + "." + _token().split(".", 1)[1]
+    _refused(prov, raw, f"jwk.authorizeToken; error validating token: {reason}")
 
 
 def test_a_token_signed_by_another_key_is_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -104,6 +105,42 @@ def test_unparseable_token_is_401() -> None:
     with pytest.raises(CAError) as err:
         parse_token("garbage")
     assert err.value.kind is ErrorKind.UNAUTHORIZED
+    assert err.value.reason == "authority.Authorize; error parsing token: Not enough segments"
+
+
+def _unsigned(header: str, claims: str) -> str:
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    return f"{b64(header)}.{b64(claims)}.{b64('sig')}"
+
+
+@pytest.mark.parametrize(
+    ("header", "claims", "refused"),
+    [
+        ('{"alg":"ES256"}', '{"sub":"a\\\\ud800"}', False),  # an escaped backslash, no surrogate
+        ('{"alg":"ES256"}', '{"sub":"\\ud83d\\ude00"}', False),  # a valid pair
+        ('{"alg":"ES256"}', '{"sub":"\\ud800"}', True),
+        ('{"alg":"ES256"}', '{"sans":["a","\\udfff"]}', True),
+        ('{"alg":"ES256","kid":"\\ud800"}', "{}", True),
+        ('{"alg":"ES256"}', '{"\\uDC00":1}', True),
+    ],
+)
+def test_lone_surrogates_are_refused(header: str, claims: str, refused: bool) -> None:
+    raw = _unsigned(header, claims)
+    if not refused:
+        assert parse_token(raw).claims["sub"] in ("a\\ud800", "\U0001f600")
+        return
+    with pytest.raises(CAError) as err:
+        parse_token(raw)
+    assert err.value.reason == "authority.Authorize; error parsing token: invalid UTF-8"
+
+
+def test_the_token_keeps_what_its_signature_covers() -> None:
+    raw = _unsigned('{"alg":"ES256","kid":"k"}', '{"sub":"a","exp":1}')
+    token = parse_token(raw)
+    assert token.raw == raw and token.header == {"alg": "ES256", "kid": "k"}
+    assert token.signing_input == raw.rpartition(".")[0].encode() and token.signature == b"sig"
 
 
 def test_audiences_and_port_insensitive_match() -> None:
@@ -115,6 +152,10 @@ def test_audiences_and_port_insensitive_match() -> None:
     assert not matches("http://ca.test/1.0/sign", sign)
     assert not matches(42, sign)
     assert "step-certificate-authority" not in audiences(["ca.test"], Method.RENEW)
+    # Short audiences go through a cache, long ones do not: both strip the port alike.
+    long_port = "https://ca.test:" + "0" * 300 + "/1.0/sign"
+    assert matches(long_port, sign) and matches([long_port, long_port], sign)
+    assert not matches(long_port.replace("sign", "renew"), sign)
 
 
 def _claims(**fields: Any) -> ClaimsSchema:
