@@ -43,6 +43,9 @@ PROVISIONER = "admin"
 PROVISIONER_PASSWORD = "packaged-provisioner-password"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
+OWNER_MARK = Path("/var/tmp/stepstone-package-test.owner")
+"""Written before the test installs the package, removed once it purged it: a package found
+installed while this exists was left by a test run that was killed, and may be purged."""
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -87,6 +90,17 @@ def package_state() -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
+def purge_left_by_killed_run() -> bool:
+    """Purge a package a killed test run left installed (OWNER_MARK says so); True if done."""
+    if package_state() in ("not-installed", "unknown") or not OWNER_MARK.exists():
+        return False
+    dpkg("--purge", "--force-remove-reinstreq", "stepstone", env={"STEPSTONE_PURGE_KEYS": "yes"})
+    for path in (STATE, ETC):
+        shutil.rmtree(path, ignore_errors=True)
+    OWNER_MARK.unlink(missing_ok=True)
+    return True
+
+
 def snapshot(*roots: Path) -> dict[str, tuple[Any, ...]]:
     """Every path under `roots` (default: the CA's folders and /etc/default/stepstone) with
     owner, group, mode, and content hash or link target."""
@@ -123,6 +137,7 @@ class Box:
     # --- the package -----------------------------------------------------------------------
 
     def install(self, deb: Path) -> None:
+        OWNER_MARK.write_text(f"{os.getpid()}\n")
         proc = dpkg("--install", str(deb))
         assert proc.returncode == 0, f"dpkg -i failed:\n{proc.stdout}\n{proc.stderr}"
         assert package_state() == "installed"
@@ -351,6 +366,7 @@ class Box:
         if package_state() in ("installed", "config-files", "half-installed",
                                "half-configured", "unpacked"):
             dpkg("--purge", "stepstone", env={"STEPSTONE_PURGE_KEYS": "yes"})
+        OWNER_MARK.unlink(missing_ok=True)
         if self.notify is not None:
             self.notify.close()
         for path in (STATE, ETC, self.secrets, self.credentials, self.notify_dir):

@@ -29,6 +29,7 @@ from tests.packaging.box import (
     Box,
     dpkg,
     package_state,
+    purge_left_by_killed_run,
     snapshot,
 )
 
@@ -119,6 +120,7 @@ def test_lintian_reports_no_error(deb: Path) -> None:
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Box]:
     """This machine as a server to install on; purged and cleaned up whatever happens."""
+    purge_left_by_killed_run()
     if package_state() not in ("not-installed", "unknown"):
         pytest.fail("a stepstone package is installed here: the test will not touch it "
                     "(a test run that was killed? STEPSTONE_PURGE_KEYS=yes dpkg --purge stepstone)")
