@@ -30,9 +30,13 @@ def database_url(db: dict[str, Any] | None, base: Path) -> str:
         if source.startswith("postgresql://"):
             source = "postgresql+psycopg://" + source[len("postgresql://") :]
         try:
-            make_url(source)
+            backend = make_url(source).get_backend_name()
         except ArgumentError as exc:
             raise DatabaseConfigError(f"db.dataSource: {exc}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise DatabaseConfigError(
+                f"db.dataSource: {backend} is not supported (use SQLite or PostgreSQL)"
+            )
         return source
     path = resolve(source, base) if source else base / "db"
     if path.suffix in (".db", ".sqlite", ".sqlite3"):

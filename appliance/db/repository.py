@@ -1,13 +1,13 @@
 """The CA's reads and writes, each in one transaction.
 
-Unique violations are told apart by the table the database names, never guessed: on
-used_tokens a replay, on x509_certs a serial collision, on revoked_x509_certs a second
-revocation.
+A taken key is never guessed from an error message: issuance inserts with `ON CONFLICT (key)
+DO NOTHING` and reads the row count (appliance/db/rawtx.py); revocation tells unique
+violations apart by the table the database names: on used_tokens a replay, on
+revoked_x509_certs a second revocation.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,19 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from appliance.db.issuance import SERIAL_ATTEMPTS as SERIAL_ATTEMPTS
+from appliance.db.issuance import Issuance, TokenAlreadyUsed
+from appliance.db.issuance import UsedToken as UsedToken
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
 from appliance.metrics import TOKEN_REPLAYS
-from pki.errors import CAError, ErrorKind, bad_request, internal, unauthorized, unavailable
+from pki.errors import CAError, ErrorKind, bad_request, unauthorized, unavailable
 
-log = logging.getLogger(__name__)
-
-# Signatures tried before giving up on finding a free serial (odds of one clash: 2^-128 per
-# stored certificate, unless the generator is broken).
-SERIAL_ATTEMPTS = 3
 _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 _SQLITE_UNIQUE_MESSAGE = re.compile(r"UNIQUE constraint failed: (\w+)\.")
@@ -65,31 +62,31 @@ class StoredCRL:
     next_update: datetime
 
 
-@dataclass(frozen=True)
-class UsedToken:
-    """A token id to burn together with the certificate it paid for."""
-
-    id: str
-    provisioner: str
-    expires_at: datetime
-
-
 class Repository:
     """Certificates and single-use tokens over one SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, group_commit: bool | None = None) -> None:
         self.engine = engine
+        self._issuance = Issuance(engine, group_commit=group_commit)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _connection(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection, in a transaction when `write`. A database that cannot be reached or
+        stays locked past its timeout is `unavailable` (a 503), for reads as for writes."""
         try:
-            with self.engine.begin() as conn:
+            with self.engine.begin() if write else self.engine.connect() as conn:
                 yield conn
         except OperationalError as exc:
             raise unavailable(f"database unavailable: {exc.orig}") from None
 
     @staticmethod
-    def _burn(conn: Connection, token: UsedToken | None, now: datetime) -> None:
+    def _replayed(token: UsedToken) -> CAError:
+        """A token burned before (here or on another appliance): counted, and unauthorized."""
+        TOKEN_REPLAYS.labels(token.provisioner).inc()
+        return unauthorized("authority.Authorize: token already used")
+
+    @classmethod
+    def _burn(cls, conn: Connection, token: UsedToken | None, now: datetime) -> None:
         """Insert the token's row: a primary-key conflict means it was used before (unauthorized).
 
         On PostgreSQL a concurrent INSERT of the same id waits for the first transaction to
@@ -98,19 +95,11 @@ class Repository:
         if token is None:
             return
         try:
-            conn.execute(
-                insert(used_tokens).values(
-                    id=token.id,
-                    provisioner=token.provisioner,
-                    used_at=now,
-                    expires_at=token.expires_at,
-                )
-            )
+            conn.execute(insert(used_tokens).values(token.row(now)))
         except IntegrityError as exc:
             if unique_violation_table(exc) != used_tokens.name:
                 raise
-            TOKEN_REPLAYS.labels(token.provisioner).inc()
-            raise unauthorized("authority.Authorize: token already used") from None
+            raise cls._replayed(token) from None
 
     def issue(
         self,
@@ -121,37 +110,22 @@ class Repository:
         """Burn the token, then sign (`build`) and store the certificate, in one transaction.
 
         The token row is written first, so a replay (here, or on another appliance sharing
-        the database) is refused as unauthorized before any (HSM) signature is made. The
-        certificate row joins the same transaction: both commit together or not at all, and
-        the certificate is returned only after the commit. A failure or crash after the burn
-        rolls the token back and no certificate leaves the CA unrecorded. A serial collision (a
-        unique violation on x509_certs) is retried with a new serial inside a savepoint; it is never
-        reported as a replay.
+        the database) is refused as unauthorized before any (HSM) signature is made: on
+        PostgreSQL a concurrent burn of the same id waits for the first transaction to end,
+        so a replay racing the first use never gets past it. The certificate row joins the
+        same transaction: both commit together or not at all, and the certificate is returned
+        only after the commit. A failure or crash after the burn rolls the token back and no
+        certificate leaves the CA unrecorded. A serial already stored is signed again with a
+        new serial, the burn kept; it is never reported as a replay.
+
+        The hot path (appliance/db/issuance.py): both inserts run on the pooled DB-API
+        connection, and on SQLite concurrent issuances of a worker share one durable commit.
         """
-        now = datetime.now(UTC)
-        with self._transaction() as conn:
-            self._burn(conn, token, now)
-            for _ in range(SERIAL_ATTEMPTS):
-                cert = build()
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            insert(x509_certs).values(
-                                serial=str(cert.serial_number),
-                                der=cert.public_bytes(Encoding.DER),
-                                provisioner=provisioner,
-                                subject=cert.subject.rfc4514_string()[:1024],
-                                not_after=cert.not_valid_after_utc,
-                                issued_at=now,
-                            )
-                        )
-                except IntegrityError as exc:
-                    if unique_violation_table(exc) != x509_certs.name:
-                        raise
-                    log.warning("serial %s already issued; signing again", cert.serial_number)
-                    continue
-                return cert
-            raise internal(f"no free serial number after {SERIAL_ATTEMPTS} attempts")
+        try:
+            return self._issuance.issue(token, provisioner, build)
+        except TokenAlreadyUsed:
+            assert token is not None
+            raise self._replayed(token) from None
 
     def revoke(self, rev: Revocation, token: UsedToken | None) -> None:
         """Record a revocation in the transaction that burns the token and checks the serial.
@@ -161,7 +135,7 @@ class Repository:
         failure writes nothing; a database that cannot be reached is `unavailable`.
         """
         serial = str(rev.serial)
-        with self._transaction() as conn:
+        with self._connection(write=True) as conn:
             self._burn(conn, token, rev.revoked_at)
             not_after = conn.execute(
                 select(x509_certs.c.not_after).where(x509_certs.c.serial == serial)
@@ -194,7 +168,7 @@ class Repository:
 
     def revocation(self, serial: int) -> RevokedEntry | None:
         """The revocation of a serial, or None."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 select(revoked_x509_certs.c.revoked_at, revoked_x509_certs.c.reason_code).where(
                     revoked_x509_certs.c.serial == str(serial)
@@ -209,7 +183,7 @@ class Repository:
 
     def is_issued(self, serial: int) -> bool:
         """Whether this CA issued (and stored) a certificate with this serial."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             found = conn.execute(
                 select(x509_certs.c.serial).where(x509_certs.c.serial == str(serial))
             ).first()
@@ -217,7 +191,7 @@ class Repository:
 
     def revoked_since(self, expired_after: datetime) -> list[RevokedEntry]:
         """Revocations of certificates that expired after `expired_after` (CRL entries)."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 select(
                     revoked_x509_certs.c.serial,
@@ -230,7 +204,7 @@ class Repository:
         return [RevokedEntry(int(r.serial), _aware(r.revoked_at), int(r.reason_code)) for r in rows]
 
     def current_crl(self) -> StoredCRL | None:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(select(crls).where(crls.c.id == 1)).first()
         if row is None:
             return None
@@ -244,7 +218,7 @@ class Repository:
         The number is bumped by an UPDATE first, which takes the write lock (SQLite) or the
         row lock (PostgreSQL), so concurrent generators get distinct, growing numbers.
         """
-        with self._transaction() as conn:
+        with self._connection(write=True) as conn:
             bumped = conn.execute(
                 update(crls).where(crls.c.id == 1).values(number=crls.c.number + 1)
             )
@@ -267,7 +241,7 @@ class Repository:
 
     def certificate(self, serial: int) -> x509.Certificate | None:
         """An issued certificate by serial, or None."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             der = conn.execute(
                 select(x509_certs.c.der).where(x509_certs.c.serial == str(serial))
             ).scalar_one_or_none()
@@ -275,7 +249,7 @@ class Repository:
 
     def purge_tokens(self, before: datetime) -> int:
         """Forget token ids whose tokens expired before `before` (they fail the time check)."""
-        with self.engine.begin() as conn:
+        with self._connection(write=True) as conn:
             result = conn.execute(delete(used_tokens).where(used_tokens.c.expires_at < before))
         return int(result.rowcount or 0)
 

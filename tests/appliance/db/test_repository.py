@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import Engine, create_engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import http_error
-from appliance.db.engine import migrate, open_engine
 from appliance.db.models import revoked_x509_certs, used_tokens, x509_certs
 from appliance.db.repository import (
     SERIAL_ATTEMPTS,
@@ -25,56 +21,16 @@ from appliance.db.repository import (
     unique_violation_table,
 )
 from pki.errors import CAError, ErrorKind
-
-_KEY = ec.generate_private_key(ec.SECP256R1())
+from tests.appliance.db.conftest import Builder
+from tests.appliance.db.conftest import count as _count
+from tests.appliance.db.conftest import make_cert as _cert
+from tests.appliance.db.conftest import make_token as _token
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    engine = open_engine(f"sqlite:///{tmp_path / 'ca.db'}")
-    migrate(engine)
-    yield Repository(engine)
-    engine.dispose()
-
-
-def _cert(serial: int, days: float = 1) -> x509.Certificate:
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"s{serial}.test")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(_KEY.public_key())
-        .serial_number(serial)
-        .not_valid_before(now - timedelta(days=3))
-        .not_valid_after(now + timedelta(days=days))
-        .sign(_KEY, hashes.SHA256())
-    )
-
-
-class Builder:
-    """A `build` callable that hands out certificates with the given serials and counts calls
-    (each call stands for one signature)."""
-
-    def __init__(self, *serials: int, fail: Exception | None = None) -> None:
-        self.serials = list(serials)
-        self.fail = fail
-        self.calls = 0
-
-    def __call__(self) -> x509.Certificate:
-        self.calls += 1
-        if self.fail is not None:
-            raise self.fail
-        return _cert(self.serials.pop(0) if len(self.serials) > 1 else self.serials[0])
-
-
-def _token(id_: str = "jti-1") -> UsedToken:
-    return UsedToken(id_, "admin", datetime.now(UTC) + timedelta(minutes=5))
-
-
-def _count(repo: Repository, table: object) -> int:
-    with repo.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+def repo(engine: Engine) -> Repository:
+    """On SQLite and on PostgreSQL (conftest.py)."""
+    return Repository(engine)
 
 
 def _revocation(serial: int, token_id: str = "") -> Revocation:
@@ -163,6 +119,16 @@ def test_unavailable_database_is_503_and_signs_nothing(tmp_path: Path) -> None:
     build = Builder(10)
     _raises(ErrorKind.UNAVAILABLE, lambda: repo.issue(_token(), "admin", build))
     assert build.calls == 0
+
+
+def test_reads_from_an_unavailable_database_are_503(tmp_path: Path) -> None:
+    """OCSP, CRL and renewal lookups answer 503 rather than 500 when the database is gone."""
+    repo = Repository(create_engine(f"sqlite:///{tmp_path / 'missing' / 'ca.db'}"))
+    for read in (lambda: repo.revocation(1), lambda: repo.is_issued(1),
+                 lambda: repo.certificate(1), repo.current_crl,
+                 lambda: repo.revoked_since(datetime.now(UTC)),
+                 lambda: repo.purge_tokens(datetime.now(UTC))):
+        _raises(ErrorKind.UNAVAILABLE, read)
 
 
 def test_unique_violation_table_names_the_table(repo: Repository) -> None:

@@ -1,0 +1,178 @@
+"""The issuance's inserts on the DB-API connection inside SQLAlchemy's pool.
+
+A Core `insert()` through `Connection.execute` costs far more CPU than the database's own
+work: the statement is coerced, cache-keyed and given an execution context on every call, and
+`Engine.begin` adds events and savepoint bookkeeping. Here each insert is compiled once for the
+engine's dialect (its paramstyle: sqlite3's `?`, psycopg's `%(name)s`; its bind processing:
+SQLite's datetime text, PostgreSQL's casts), so the rows stored are the ones Core would store,
+and a transaction is a checkout from the engine's pool (pre-ping, fork and dispose handling as
+for every other query), the driver's BEGIN/COMMIT, and the pool's checkin.
+
+Driver errors leave here as SQLAlchemy's exceptions (`IntegrityError`, `OperationalError`,
+...), the ones `Connection.execute` raises, so callers tell them apart as before; a
+connection the dialect finds broken is invalidated, so the pool does not hand it out again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Column, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from appliance.db.engine import DatabaseConfigError
+
+
+class InsertNew:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING` of every column, compiled for one engine.
+
+    A taken key is reported by the row count, not by an error: the transaction stays usable
+    on every database (PostgreSQL aborts a transaction on any error, so an error would need a
+    savepoint, and a round trip, per insert), and only a conflict on that key is swallowed:
+    NOT NULL and other constraint failures still raise.
+    """
+
+    def __init__(self, table: Table, key: Column[Any], engine: Engine) -> None:
+        dialect = engine.dialect
+        if dialect.name == "sqlite":
+            statement: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+        elif dialect.name == "postgresql":
+            statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        else:
+            raise DatabaseConfigError(f"db.dataSource: {dialect.name} is not supported")
+        keys = [c.key for c in table.c]
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        self.keys = tuple(compiled.positiontup or keys)
+        processors = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.c}
+        self.processors: dict[str, Callable[[Any], Any]] = {
+            k: p for k, p in processors.items() if p is not None
+        }
+
+    def params(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """The DB-API parameters for one row (every column must be given)."""
+        row = dict(values)
+        for key, process in self.processors.items():
+            row[key] = process(row[key])
+        if self.positional:
+            return tuple(row[k] for k in self.keys)
+        return row
+
+
+class RawTransaction:
+    """One transaction on a pooled DB-API connection; see `RawWriter.transaction`."""
+
+    def __init__(self, writer: RawWriter, proxied: PoolProxiedConnection) -> None:
+        self._writer = writer
+        self._proxied = proxied
+        self._cursor: Any = None
+
+    def _run(self, sql: str, params: Any = None) -> Any:
+        try:
+            if self._cursor is None:
+                self._cursor = self._proxied.cursor()
+            if params is None:
+                self._cursor.execute(sql)
+            else:
+                self._cursor.execute(sql, params)
+        except self._writer.dbapi_error as exc:
+            raise self._writer.wrap(exc, sql, params, self._proxied, self._cursor) from exc
+        return self._cursor
+
+    def insert_new(self, statement: InsertNew, values: Mapping[str, Any]) -> bool:
+        """Insert one row; False if its key was taken (nothing written, transaction usable).
+
+        On PostgreSQL an insert of a key that another open transaction has just inserted
+        waits for that transaction to end, then reports it taken if that one committed.
+        """
+        return bool(self._run(statement.sql, statement.params(values)).rowcount == 1)
+
+    def savepoint(self) -> None:
+        """Start a nested unit, ended by `release_savepoint` or `rollback_to_savepoint`."""
+        self._run("SAVEPOINT unit")
+
+    def release_savepoint(self) -> None:
+        self._run("RELEASE SAVEPOINT unit")
+
+    def rollback_to_savepoint(self) -> None:
+        """Undo what the unit wrote, keep the rest of the transaction."""
+        self._run("ROLLBACK TO SAVEPOINT unit")
+        self._run("RELEASE SAVEPOINT unit")
+
+    def _begin(self) -> None:
+        if self._writer.explicit_begin:
+            self._run("BEGIN")
+
+    def _commit(self) -> None:
+        try:
+            self._proxied.commit()
+        except self._writer.dbapi_error as exc:
+            raise self._writer.wrap(exc, "COMMIT", None, self._proxied, self._cursor) from exc
+
+    def _rollback(self) -> None:
+        """Best effort: a connection that cannot even roll back is dropped from the pool."""
+        if not self._proxied.is_valid:
+            return
+        try:
+            self._proxied.rollback()
+        except self._writer.dbapi_error as exc:
+            self._proxied.invalidate(exc)
+
+
+class RawWriter:
+    """Transactions of compiled inserts on the engine's pooled DB-API connections."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+        # pysqlite runs with isolation_level=None (engine.py): BEGIN is ours to send; psycopg
+        # (not in autocommit) opens a transaction with the first statement by itself.
+        self.explicit_begin = dialect.name == "sqlite"
+
+    def wrap(
+        self,
+        exc: Exception,
+        sql: str | None,
+        params: Any,
+        proxied: PoolProxiedConnection | None,
+        cursor: Any,
+    ) -> BaseException:
+        """The SQLAlchemy exception `Connection.execute` would raise for a driver error."""
+        dialect = self.engine.dialect
+        conn = proxied.dbapi_connection if proxied is not None else None
+        broken = dialect.is_disconnect(exc, conn, cursor)  # type: ignore[arg-type]
+        if broken and proxied is not None:
+            proxied.invalidate(exc)
+        return DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            self.dbapi_error,
+            connection_invalidated=broken,
+            dialect=dialect,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[RawTransaction]:
+        """A transaction that commits when the block ends and rolls back if it raises."""
+        try:
+            proxied = self.engine.raw_connection()
+        except self.dbapi_error as exc:
+            raise self.wrap(exc, None, None, None, None) from exc
+        tx = RawTransaction(self, proxied)
+        try:
+            tx._begin()
+            yield tx
+            tx._commit()
+        except BaseException:
+            tx._rollback()
+            raise
+        finally:
+            # The cursor is left to reference counting: closing it is local to the driver.
+            proxied.close()  # back to the pool (which replaces an invalidated connection)
