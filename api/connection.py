@@ -1,6 +1,11 @@
 """One HTTP/1.1 client connection of the appliance's worker (api/worker.py): read a whole
-request under deadlines with h11, hand it to the pool that runs the app, write the answer,
+request under deadlines with h11, hand it to the threads that run the app, write the answer,
 keep the connection alive or drop it. Nothing here blocks the event loop.
+
+Per request, only what must be is done (measured): h11 parses each request (a fresh parser
+per request, fed what the last one left over, so pipelined bytes carry over), api/wsgi.py
+frames the answer, and one timer per connection is re-armed lazily rather than a timer made
+and cancelled per request.
 """
 
 from __future__ import annotations
@@ -9,29 +14,22 @@ import asyncio
 import io
 import ssl
 import sys
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import h11
 
 from api.mtls import PEER_CERTIFICATE
+from api.wsgi import INTERNAL, Headers, Response, frame_response, json_error
 from pki.durations import parse_duration
 
 if TYPE_CHECKING:
     from api.worker import FrontWorker
     from appliance.config_schema import ServerLimitsSchema
 
-_INTERNAL = (
-    "The certificate authority encountered an Internal Server Error. "
-    "Please see the certificate authority logs for more info."
-)
-_Headers = list[tuple[bytes, bytes]]
-_Response = tuple[int, _Headers, bytes]
+_PAUSE_AT = 64 << 10
+"""Bytes a client may send ahead (pipelining) while its request runs before we stop reading."""
 
 
 @dataclass(frozen=True)
@@ -71,46 +69,14 @@ class Limits:
         return cls(**values)
 
 
-def _json_error(status: int, message: str) -> _Response:
-    body = b'{"status":%d,"message":"%s"}\n' % (status, message.encode())
-    return status, [(b"content-type", b"application/json")], body
-
-
-def call_app(app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> _Response:
-    """Run the WSGI app on a complete request (in a pool thread); the whole response body."""
-    started: list[Any] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started[:] = [status, headers]
-        return lambda _data: None  # the legacy write() callable; falcon never uses it
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    status, headers = started
-    return (
-        int(status.split(" ", 1)[0]),
-        [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        body,
-    )
-
-
-class DateHeader:
-    """The Date header, formatted once a second rather than once a response."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def get(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._value = now, formatdate(now, usegmt=True).encode()
-        return self._value
+def _keep_alive(request: h11.Request) -> bool:
+    """h11's rule: HTTP/1.1 without `Connection: close` (HTTP/1.0 is always closed)."""
+    if request.http_version != b"1.1":
+        return False
+    for name, value in request.headers:
+        if name == b"connection" and b"close" in [v.strip() for v in value.lower().split(b",")]:
+            return False
+    return True
 
 
 class Connection(asyncio.Protocol):
@@ -119,17 +85,20 @@ class Connection(asyncio.Protocol):
     def __init__(self, worker: FrontWorker) -> None:
         self.worker = worker
         self.limits = worker.limits
-        self.h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
-        )
+        self.parser = self._parser()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
+        self.buffered = 0
         self.busy = False
+        self.paused = False
         self.idle = False
-        self.peer_der: bytes | None = None
-        self.address_environ: dict[str, str] = {}
+        self.base_environ: dict[str, Any] = {}
+
+    def _parser(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
 
     # --- connection life ----------------------------------------------------------------
 
@@ -140,35 +109,54 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         self.worker.connections.add(self)
+        peer_der: bytes | None = None
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             try:
-                self.peer_der = ssl_object.getpeercert(binary_form=True) or None
+                peer_der = ssl_object.getpeercert(binary_form=True) or None
             except (ValueError, ssl.SSLError):
-                self.peer_der = None
+                peer_der = None
         # The environ keys that stay the same for every request on this connection.
         server = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
         server = server if isinstance(server, tuple) else ("", 0)
         peer = peer if isinstance(peer, tuple) else ("", 0)
-        self.address_environ = {
+        self.base_environ = {
+            "SCRIPT_NAME": "",
             "SERVER_NAME": str(server[0]),
             "SERVER_PORT": str(server[1]),
             "REMOTE_ADDR": str(peer[0]),
             "REMOTE_PORT": str(peer[1]),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            PEER_CERTIFICATE: peer_der,
         }
         self._arm(self.limits.request_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._cancel_timer()
         self.worker.connections.discard(self)
         self.transport = None
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.timer = self.worker.loop.call_later(seconds, self._expired)
+        """Set the connection's one deadline. The timer is only moved when it must fire
+        sooner; a later deadline is picked up when the timer fires (no timer per request)."""
+        loop = self.worker.loop
+        deadline = loop.time() + seconds
+        if self.timer is None or self.timer.when() > deadline:
+            self._cancel_timer()
+            self.timer = loop.call_at(deadline, self._expired)
+        self.deadline = deadline
 
     def _disarm(self) -> None:
+        self.deadline = None
+
+    def _cancel_timer(self) -> None:
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -176,7 +164,10 @@ class Connection(asyncio.Protocol):
     def _expired(self) -> None:
         """Idle too long: close politely. Too slow mid-request: drop without a TLS goodbye."""
         self.timer = None
-        if self.transport is None or self.busy:
+        if self.transport is None or self.busy or self.deadline is None:
+            return
+        if self.worker.loop.time() < self.deadline:  # moved later meanwhile
+            self.timer = self.worker.loop.call_at(self.deadline, self._expired)
             return
         if self.idle:  # a quiet keep-alive connection: a polite TLS goodbye
             self._close()
@@ -189,38 +180,41 @@ class Connection(asyncio.Protocol):
         if self.idle:  # the first byte of the next request starts its deadline
             self.idle = False
             self._arm(self.limits.request_timeout)
-        self.h11.receive_data(data)
+        self.parser.receive_data(data)
         if not self.busy:
             self._read_events()
+        else:  # pipelined ahead of the answer: kept for later, within bounds
+            self.buffered += len(data)
+            if self.buffered > _PAUSE_AT and self.transport is not None and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
-        self.h11.receive_data(b"")
+        self.parser.receive_data(b"")
         if not self.busy:
             self._read_events()
         return None
 
     def _read_events(self) -> None:
         """Consume what h11 can parse; dispatch when a request is complete."""
+        parser = self.parser
         while self.transport is not None:
             try:
-                event = self.h11.next_event()
+                event = parser.next_event()
             except h11.RemoteProtocolError as exc:
                 self._refuse(exc.error_status_hint, "The request could not be completed.")
                 return
             if event is h11.NEED_DATA:
-                if self.h11.they_are_waiting_for_100_continue:
+                if parser.they_are_waiting_for_100_continue:
                     self._write(
-                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+                        parser.send(h11.InformationalResponse(status_code=100, headers=[]))
                     )
-                return
-            if event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
                 if self._announced_length(event) > self.limits.max_body:
                     self._refuse(413, "The request body is too large.")
                     return
                 self.request = event
-                self.body.clear()
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > self.limits.max_body:
@@ -231,6 +225,8 @@ class Connection(asyncio.Protocol):
                 return
             elif isinstance(event, h11.ConnectionClosed):
                 self._close()
+                return
+            else:  # PAUSED cannot come before EndOfMessage with a parser per request
                 return
 
     @staticmethod
@@ -243,70 +239,65 @@ class Connection(asyncio.Protocol):
     # --- running ------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """A whole request: stop reading, hand it to a pool thread, answer when it is done."""
+        """A whole request: hand it to the app's threads, answer when it is done. Bytes that
+        arrive meanwhile wait in the parser (reading pauses if they pile up)."""
         assert self.request is not None and self.transport is not None
         self._disarm()
         self.busy = True
-        self.transport.pause_reading()
-        environ = self._environ(self.request, bytes(self.body))
-        future = self.worker.pool.submit(call_app, self.worker.wsgi, environ)
-        future.add_done_callback(lambda f: self.worker.loop.call_soon_threadsafe(self._respond, f))
+        self.buffered = 0
+        self.worker.app_threads.submit(self, self._environ(self.request, bytes(self.body)))
 
-    def _respond(self, future: Future[_Response]) -> None:
+    def respond(self, outcome: Response | BaseException) -> None:
+        """In the loop, once the app is done: answer, then serve the next request."""
         self.busy = False
         if self.transport is None:  # the client went away meanwhile
             return
-        try:
-            response = future.result()
-        except Exception:  # falcon renders app errors itself; this is a bug in the bridge
-            self.worker.log.exception("the application failed outside its error handlers")
-            response = _json_error(500, _INTERNAL)
-        self._send(*response)
-        if self.transport is None:
-            return
-        if self.h11.our_state is h11.MUST_CLOSE or not self.worker.alive:
+        if isinstance(outcome, BaseException):  # falcon renders app errors itself
+            self.worker.log.error(
+                "the application failed outside its error handlers", exc_info=outcome
+            )
+            outcome = json_error(500, INTERNAL)
+        assert self.request is not None
+        close = not (self.worker.alive and _keep_alive(self.request))
+        if not self._send(*outcome, close=close) or close:
             self._close()
             return
-        try:
-            self.h11.start_next_cycle()
-        except h11.LocalProtocolError:  # the client has not finished its side: close
-            self._close()
-            return
+        # The next request gets a parser of its own, fed what this one left over.
+        leftover, ended = self.parser.trailing_data
+        self.parser = parser = self._parser()
+        if leftover:
+            parser.receive_data(leftover)
+        if ended:
+            parser.receive_data(b"")
         self.request = None
         self.body.clear()
-        pipelined = bool(self.h11.trailing_data[0])
-        self.idle = not pipelined
-        self._arm(self.limits.request_timeout if pipelined else self.limits.keepalive_timeout)
-        self.transport.resume_reading()
+        self.idle = not leftover
+        self._arm(self.limits.keepalive_timeout if self.idle else self.limits.request_timeout)
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
         self._read_events()  # a pipelined request may already be buffered
 
-    def _send(self, status: int, headers: _Headers, body: bytes) -> None:
-        headers = [*headers, (b"date", self.worker.date.get())]
-        if not self.worker.alive:  # shutting down: this is the connection's last answer
-            headers.append((b"connection", b"close"))
-        head_only = self.request is not None and self.request.method == b"HEAD"
+    def _send(self, status: str, headers: Headers, body: bytes, *, close: bool) -> bool:
+        """Write the app's answer; False when it could not be framed (then a 500 is sent)."""
+        assert self.request is not None
+        head = self.request.method == b"HEAD"
+        date = self.worker.date.get()
         try:
-            out = self.h11.send(h11.Response(status_code=status, headers=headers))
-            if body and not head_only:
-                out += self.h11.send(h11.Data(data=body))
-            out += self.h11.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            self.worker.log.exception("could not frame the response")
-            self._close()
-            return
+            out = frame_response(status, headers, body, head=head, close=close, date=date)
+        except (ValueError, UnicodeEncodeError) as exc:
+            self.worker.log.error("could not frame the response: %s", exc)
+            status, headers, body = json_error(500, INTERNAL)
+            self._write(frame_response(status, headers, body, head=head, close=True, date=date))
+            return False
         self._write(out)
+        return True
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer a request we will not run (malformed, too large), then close. Written
-        without h11, whose state machine refuses to speak after a broken request."""
-        if self.request is None or self.h11.our_state is h11.SEND_RESPONSE:
-            reason = {413: b"Payload Too Large", 431: b"Request Header Fields Too Large"}
-            code, headers, body = _json_error(status, message)
-            lines = [b"HTTP/1.1 %d %s" % (code, reason.get(code, b"Bad Request"))]
-            lines += [k + b": " + v for k, v in headers]
-            lines += [b"content-length: %d" % len(body), b"connection: close"]
-            lines.append(b"date: " + self.worker.date.get())
-            self._write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        """Answer a request we will not run (malformed, too large), then close."""
+        status_line, headers, body = json_error(status, message)
+        date = self.worker.date.get()
+        self._write(frame_response(status_line, headers, body, head=False, close=True, date=date))
         self._close()
 
     def _write(self, data: bytes) -> None:
@@ -314,7 +305,7 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _close(self) -> None:
-        self._disarm()
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -325,23 +316,13 @@ class Connection(asyncio.Protocol):
     def _environ(self, request: h11.Request, body: bytes) -> dict[str, Any]:
         target = request.target
         path, _, query = target.partition(b"?")
-        environ: dict[str, Any] = {
-            **self.address_environ,
-            "REQUEST_METHOD": request.method.decode("ascii"),
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-            "QUERY_STRING": query.decode("latin-1"),
-            "RAW_URI": target.decode("latin-1"),
-            "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("ascii"),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "https",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            PEER_CERTIFICATE: self.peer_der,
-        }
+        environ = self.base_environ.copy()
+        environ["REQUEST_METHOD"] = request.method.decode("ascii")
+        environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["RAW_URI"] = target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version.decode("ascii")
+        environ["wsgi.input"] = io.BytesIO(body)
         if body:
             environ["CONTENT_LENGTH"] = str(len(body))
         for name, value in request.headers:

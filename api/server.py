@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,12 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         if self._loaded:
             self._reload_authority()
+            try:
+                self.tls.prepare_session()  # the new workers' shared TLS session keys
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                log.error("reloading the TLS certificate failed, keeping the old one: %s", exc)
+        else:
+            self.tls.prepare_session()  # before any worker forks: they share ticket keys
         self._loaded = True
         cfg = self.authority.config
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
@@ -142,6 +149,9 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
             # Our asyncio front (api/worker.py): handshakes and request reading never hold
             # the threads that sign, so slow or stalled clients cannot starve issuance.
             "worker_class": "api.worker.FrontWorker",
+            # App threads per worker (measured, README "Benchmarks"): 4 keep a worker's
+            # requests in flight while one waits on a commit, an HSM or PostgreSQL, and
+            # let them share a commit; with 1 they are served one at a time.
             "threads": 4,
             "certfile": str(self.tls.path),
             "keyfile": str(self.tls.path),
@@ -163,6 +173,10 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
+
+    def tls_session_context(self) -> ssl.SSLContext:
+        """For the worker (api/worker.py): the context its TLS handshakes start on."""
+        return self.tls.session_context()
 
     def _serving(self) -> str:
         metrics = f", metrics on http://{self.metrics.address}/metrics" if self.metrics else ""

@@ -4,6 +4,13 @@ The certificate and its key live in one file in a private runtime directory (the
 with a random password that only this process tree holds). Every gunicorn worker keeps one
 SSL context and swaps in a new one when that file changes; whichever worker first sees the
 certificate past 2/3 of its life re-issues it under a file lock. Clients never see a restart.
+
+Every handshake starts on one *session* context, built in gunicorn's master before it forks
+(at start and on each reload) and switched to the current certificate's context by an SNI
+callback. OpenSSL keys session tickets by the context a handshake starts on, so every worker
+of a generation shares the ticket keys: a client that reconnects resumes its TLS session
+(an abbreviated handshake, no signature or key exchange on our side) whichever worker takes
+it. The ticket keys live until the next reload or restart.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ class ServerTLS:
         self._password = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
+        self._session: ssl.SSLContext | None = None
         self._loaded_stat: tuple[int, int] | None = None
         self._renew_at: datetime | None = None
 
@@ -171,6 +179,22 @@ class ServerTLS:
                     self._renew_at = self.renewal_time(cert)
             assert self._context is not None
             return self._context
+
+    def prepare_session(self) -> None:
+        """In the master, before workers fork: the session context (and the current one)
+        from the certificate file as it is. Never renews: issuing is for workers (an HSM
+        session must not be opened in the master)."""
+        with self._lock:
+            ctx = self._build()
+            cert = self._current_certificate()
+            self._session = self._context = ctx
+            self._loaded_stat = self._stamp()
+            self._renew_at = self.renewal_time(cert)
+
+    def session_context(self) -> ssl.SSLContext:
+        """The context handshakes start on (see the module's docstring); the current one
+        when the master prepared none."""
+        return self._session or self.context()
 
     def gunicorn_hook(self, _conf: object, _factory: object) -> ssl.SSLContext:
         """gunicorn's `ssl_context` server hook (called per accepted connection)."""

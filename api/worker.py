@@ -14,17 +14,87 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import collections
 import contextlib
+import logging
 import os
+import queue
 import signal
 import ssl
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.workers.base import Worker
 
-from api.connection import Connection, DateHeader, Limits
+from api.connection import Connection, Limits
+from api.wsgi import DateHeader, call_app
+
+log = logging.getLogger(__name__)
+
+_Job = tuple[Connection, dict[str, Any]]
+
+
+class AppThreads:
+    """The threads that run the app, fed whole requests by the loop.
+
+    Leaner than a ThreadPoolExecutor, and measured so: no Future, lock or condition per
+    request; a thread hands its answer back on a deque, and the loop is woken once for
+    whatever answers are waiting rather than once per answer."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, app: Callable[..., Iterable[bytes]], count: int
+    ) -> None:
+        self.loop = loop
+        self.app = app
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._answers: collections.deque[tuple[Connection, Any]] = collections.deque()
+        self._wake_pending = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"app_{n}", daemon=True)
+            for n in range(max(1, count))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, connection: Connection, environ: dict[str, Any]) -> None:
+        """From the loop: run the app on `environ`; `connection.respond` gets the outcome."""
+        self._jobs.put((connection, environ))
+
+    def close(self) -> None:
+        """Let the threads end once the queued requests are done (they are daemons)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            connection, environ = job
+            outcome: Any
+            try:
+                outcome = call_app(self.app, environ)
+            except BaseException as exc:  # answered as a 500 by the loop
+                outcome = exc
+            del environ, job
+            self._answers.append((connection, outcome))
+            # The GIL orders these: the loop clears the flag before it drains, so an answer
+            # appended after the drain began either is drained or finds the flag clear.
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    self.loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # the loop is closed: the worker is exiting
+                    return
+
+    def _drain(self) -> None:
+        self._wake_pending = False
+        answers = self._answers
+        while answers:
+            connection, outcome = answers.popleft()
+            try:
+                connection.respond(outcome)
+            except Exception:  # one connection's failure must not strand the others
+                log.exception("answering a request failed")
 
 
 class _ServerTLSProtocol(asyncio.sslproto.SSLProtocol):
@@ -68,7 +138,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
     limits = Limits()
 
     loop: asyncio.AbstractEventLoop
-    pool: ThreadPoolExecutor
+    app_threads: AppThreads
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,10 +154,16 @@ class FrontWorker(Worker):  # type: ignore[misc]
         """In the worker process only: gunicorn builds this object in the master too, where
         an event loop would outlive its fork and complain when collected."""
         self.loop = asyncio.new_event_loop()
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, self.cfg.threads), thread_name_prefix="app"
-        )
-        super().init_process()
+        super().init_process()  # loads the app (load_wsgi), then run()
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.app_threads = AppThreads(self.loop, self.wsgi, self.cfg.threads)
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.app_threads.close()
+            self.loop.close()
 
     def init_signals(self) -> None:
         for sig in self.SIGNALS:
@@ -109,22 +185,18 @@ class FrontWorker(Worker):  # type: ignore[misc]
         self.cfg.worker_int(self)
         os._exit(0)
 
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._serve())
-        finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.loop.close()
-
     def _ssl_context(self) -> ssl.SSLContext | None:
-        """gunicorn's `ssl_context` hook runs once per connection, through an SNI callback
-        that swaps the handshake onto the hook's current context (a renewed certificate)."""
+        """The context handshakes start on: the app's session context when it has one (made
+        in the master, so resumed sessions work across workers; see api/tls.py), else the
+        hook's. gunicorn's `ssl_context` hook runs once per connection, through an SNI
+        callback that swaps the handshake onto the hook's current context (a renewed
+        certificate); the session keys stay the base context's."""
         if not self.cfg.is_ssl:
             return None
         from gunicorn import sock
 
-        base: ssl.SSLContext = sock.ssl_context(self.cfg)
+        session = getattr(self.app, "tls_session_context", None)
+        base: ssl.SSLContext = session() if callable(session) else sock.ssl_context(self.cfg)
 
         def per_connection(obj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
             current = sock.ssl_context(self.cfg)

@@ -101,6 +101,68 @@ def test_tls_1_2_and_1_3_accepted(main_ca: CA, version: ssl.TLSVersion) -> None:
                                  ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
 
 
+def _health(
+    ca: CA, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[ssl.SSLSession | None, bool]:
+    """GET /health on a new connection, offering `session`; read to the end, so TLS 1.3's
+    session tickets (sent after the handshake) arrive. The session, and whether it was
+    resumed."""
+    with socket.create_connection((HOST, ca.port), timeout=30) as sock, ctx.wrap_socket(
+        sock, server_hostname=HOST, session=session
+    ) as tls:
+        tls.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except ssl.SSLZeroReturnError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data[:80]
+        return tls.session, bool(tls.session_reused)
+
+
+@pytest.fixture(scope="module")
+def two_workers(ca_factory: CAFactory) -> CA:
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["stepstone"] = {"workers": 2}
+
+    return ca_factory("two-workers", edit)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_reconnecting_client_resumes_its_session_on_any_worker(
+    two_workers: CA, version: ssl.TLSVersion
+) -> None:
+    """Both workers share the session-ticket keys (made in the master before the fork), so
+    every reconnect is an abbreviated handshake, whichever worker accepts it."""
+    ctx = two_workers.ssl_context()
+    ctx.minimum_version = ctx.maximum_version = version
+    session, reused = _health(two_workers, ctx)
+    assert session is not None and not reused
+    resumed = [_health(two_workers, ctx, session)[1] for _ in range(8)]
+    assert resumed == [True] * 8
+
+
+def test_openssl_resumes_a_saved_session(main_ca: CA, tmp_path: Path) -> None:
+    """The same with openssl s_client (TLS 1.3): -sess_out, then -sess_in on a new process."""
+    saved = tmp_path / "session.pem"
+    request = f"GET /health HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    base = [OPENSSL, "s_client", "-connect", f"{HOST}:{main_ca.port}", "-servername", HOST,
+            "-CAfile", str(main_ca.root_path), "-verify_return_error", "-ign_eof"]
+    outputs = []
+    for extra in (["-sess_out", str(saved)], ["-sess_in", str(saved)],
+                  ["-sess_in", str(saved)], ["-sess_in", str(saved)]):
+        proc = subprocess.run([*base, *extra], input=request, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outputs.append(proc.stdout)
+    assert "New, TLSv1.3" in outputs[0]
+    assert all("Reused, TLSv1.3" in out for out in outputs[1:]), outputs
+
+
 def test_renewed_without_restart(ca_factory: CAFactory) -> None:
     def edit(cfg: dict[str, Any]) -> None:
         cfg["stepstone"] = {"serverCertDuration": "30s"}
@@ -108,6 +170,8 @@ def test_renewed_without_restart(ca_factory: CAFactory) -> None:
     ca = ca_factory("short-tls", edit)
     pid = ca.pid
     first = server_certificate(ca)
+    client = ca.ssl_context()
+    session, _ = _health(ca, client)
     assert first.not_valid_after_utc - first.not_valid_before_utc == timedelta(
         seconds=30, minutes=1
     )
@@ -127,20 +191,30 @@ def test_renewed_without_restart(ca_factory: CAFactory) -> None:
     assert renewed.not_valid_after_utc >= first.not_valid_after_utc
     assert renewed.subject == first.subject
     renewed.verify_directly_issued_by(ca.intermediate)
+    # A session from before the renewal still resumes: the ticket keys did not change.
+    assert _health(ca, client, session)[1]
     # The API keeps answering on the same server.
     with ca.http() as http:
         assert http.get("/health").json() == {"status": "ok"}
     assert ca.pid == pid
 
 
-def test_gunicorn_runs_two_workers(main_ca: CA) -> None:
-    """step-ca CONFIG runs a gunicorn master with two worker processes."""
-    children = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == main_ca.pid:
-            children.append(int(stat_file.parent.name))
-    assert len(children) == 2, children
+def test_gunicorn_runs_the_configured_workers(two_workers: CA) -> None:
+    """step-ca CONFIG runs a gunicorn master with `stepstone.workers` worker processes (the
+    server answers once one is up; the other may still be starting)."""
+
+    def children() -> list[int]:
+        found = []
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == two_workers.pid:
+                found.append(int(stat_file.parent.name))
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(found := children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(found) == 2, found
