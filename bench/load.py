@@ -7,12 +7,17 @@ each over one keep-alive HTTPS connection. Measured per scenario:
 
 - requests/s and client-side latency percentiles (p50, p90, p99);
 - the server's CPU per certificate, user and system, summed over the gunicorn master and its
-  workers (read from /proc before and after the load);
-- the peak RSS of each worker (VmHWM).
+  workers (read from /proc before and after the load), and the part of it spent in the
+  workers' event-loop threads (TLS, HTTP framing, handing requests to the app threads);
+- the peak RSS of each worker (VmHWM);
+- the clients' own CPU per request, and how busy the machine was (server + clients, as a
+  share of all its cores over the run).
 
 Figures are printed as a table, with ratios against the first scenario (file + SQLite) of the
-same run, and as one JSON line for programs. The clients share the machine with the server,
-so absolute rates depend on the box; the ratios and the CPU per certificate travel better.
+same run, and as one JSON line for programs (with the machine and the date). The clients share
+the machine with the server (Python clients spend about as much CPU per request as the server
+does): on 2 cores the server gets about half of the box, so requests/s and latencies are lower
+than a remote load would see. The CPU per certificate is the server's own and travels better.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import http.client
 import json
 import multiprocessing
 import os
+import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -85,7 +92,12 @@ class Result:
     cpu_ms_per_cert: float
     user_ms_per_cert: float
     system_ms_per_cert: float
+    front_ms_per_cert: float
+    """Of the CPU, the workers' event-loop threads: TLS, HTTP, handing requests to the app."""
     worker_peak_rss_mb: float
+    client_cpu_ms_per_cert: float
+    machine_busy: float
+    """(server + client CPU) / (cores x elapsed): near 1.0, the box itself was the limit."""
 
 
 # --- the server and its processes ------------------------------------------------------------
@@ -111,12 +123,14 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> tuple[float, float]:
-    """User and system CPU seconds used so far by `pids` (fields 14 and 15 of /proc/PID/stat)."""
+def cpu_seconds(pids: list[int], main_thread_only: bool = False) -> tuple[float, float]:
+    """User and system CPU seconds used so far by `pids` (fields 14 and 15 of /proc/PID/stat),
+    or by their main threads only (a worker's main thread runs its event loop)."""
     user = system = 0
     for pid in pids:
+        stat = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         user += int(fields[11])
@@ -246,8 +260,11 @@ def _client(port: int, cafile: str, bodies: list[bytes], out: Any) -> None:
     out.close()
 
 
-def run_load(server: Server, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
-    """POST every body from `clients` processes; the elapsed seconds and every latency."""
+def run_load(
+    server: Server, bodies: list[bytes], clients: int
+) -> tuple[float, list[float], float]:
+    """POST every body from `clients` processes; the elapsed seconds, every latency, and the
+    CPU seconds (user + system) the client processes used."""
     context = multiprocessing.get_context("fork")
     pipes, procs = [], []
     for share in (bodies[i::clients] for i in range(clients)):
@@ -255,6 +272,7 @@ def run_load(server: Server, bodies: list[bytes], clients: int) -> tuple[float, 
         proc = context.Process(target=_client, args=(server.port, str(server.root), share, send))
         pipes.append(receive)
         procs.append(proc)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -267,9 +285,11 @@ def run_load(server: Server, bodies: list[bytes], clients: int) -> tuple[float, 
     elapsed = time.perf_counter() - start
     for proc in procs:
         proc.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the clients, now waited for
     if failures:
         raise SystemExit(f"{len(failures)} sign requests failed: statuses {sorted(set(failures))}")
-    return elapsed, latencies
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, latencies, client_cpu
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -283,9 +303,13 @@ def measure(server: Server, label: str, count: int, clients: int, warmup: int) -
         run_load(server, prepare(server, warmup), clients)
     bodies = prepare(server, count)
     pids = process_tree(server.proc.pid)
+    workers = server.workers()
     user0, system0 = cpu_seconds(pids)
-    elapsed, latencies = run_load(server, bodies, clients)
+    front0 = sum(cpu_seconds(workers, main_thread_only=True))
+    elapsed, latencies, client_cpu = run_load(server, bodies, clients)
     user1, system1 = cpu_seconds(pids)
+    front1 = sum(cpu_seconds(workers, main_thread_only=True))
+    server_cpu = (user1 - user0) + (system1 - system0)
     user, system = (user1 - user0) * 1000 / count, (system1 - system0) * 1000 / count
     return Result(
         scenario=label,
@@ -298,7 +322,10 @@ def measure(server: Server, label: str, count: int, clients: int, warmup: int) -
         cpu_ms_per_cert=user + system,
         user_ms_per_cert=user,
         system_ms_per_cert=system,
+        front_ms_per_cert=(front1 - front0) * 1000 / count,
         worker_peak_rss_mb=max((peak_rss_mb(pid) for pid in server.workers()), default=0.0),
+        client_cpu_ms_per_cert=client_cpu * 1000 / count,
+        machine_busy=(server_cpu + client_cpu) / ((os.cpu_count() or 1) * elapsed),
     )
 
 
@@ -306,8 +333,11 @@ def measure(server: Server, label: str, count: int, clients: int, warmup: int) -
 
 
 @contextmanager
-def scenario_server(work: Path, scenario: Scenario, postgres_url: str | None) -> Iterator[Server]:
-    """A CA for `scenario` in `work`, served until the block ends."""
+def scenario_server(
+    work: Path, scenario: Scenario, postgres_url: str | None, workers: int | None = None
+) -> Iterator[Server]:
+    """A CA for `scenario` in `work`, served until the block ends (with `workers` gunicorn
+    workers when given, else the appliance's default)."""
     base = work / scenario.label
     port = free_port()
     init_pki(
@@ -327,6 +357,10 @@ def scenario_server(work: Path, scenario: Scenario, postgres_url: str | None) ->
         )
         source = postgres_url.rsplit("/", 1)[0] + "/" + database
         cfg["db"] = {"type": "postgresql", "dataSource": source}
+        cfg_path.write_text(json.dumps(cfg, indent="\t"))
+    if workers is not None:
+        cfg = json.loads(cfg_path.read_text())
+        cfg.setdefault("stepstone", {})["workers"] = workers
         cfg_path.write_text(json.dumps(cfg, indent="\t"))
     server = Server(cfg_path, port, dict(os.environ), work / f"{scenario.label}.log")
     try:
@@ -375,7 +409,9 @@ def _psql(url: str) -> list[str]:
     return [_bin("psql"), url, "-v", "ON_ERROR_STOP=1", "-q"]
 
 
-def run(scenarios: list[Scenario], count: int, clients: int, warmup: int) -> list[Result]:
+def run(
+    scenarios: list[Scenario], count: int, clients: int, warmup: int, workers: int | None = None
+) -> list[Result]:
     """Every scenario, one after the other, in one temporary folder."""
     work = Path(tempfile.mkdtemp(prefix="stepstone-bench-"))
     results = []
@@ -393,7 +429,7 @@ def run(scenarios: list[Scenario], count: int, clients: int, warmup: int) -> lis
                 url = stack.enter_context(postgres_server(durable=True))
             for scenario in scenarios:
                 progress(f"{scenario.label}: starting the CA")
-                with scenario_server(work, scenario, url) as server:
+                with scenario_server(work, scenario, url, workers) as server:
                     progress(f"{scenario.label}: {count} signs from {clients} clients")
                     results.append(measure(server, scenario.label, count, clients, warmup))
     finally:
@@ -409,19 +445,42 @@ def table(results: list[Result]) -> str:
     """The figures for people, with each scenario's rate as a ratio of the first one's."""
     base = results[0].requests_per_second
     head = f"{'scenario':<20}{'req/s':>8}{'ratio':>7}{'p50':>7}{'p90':>7}{'p99':>7}"
-    head += f"{'CPU ms':>8}{'user':>7}{'sys':>7}{'RSS MB':>8}"
+    head += f"{'CPU ms':>8}{'user':>7}{'sys':>7}{'front':>7}{'RSS MB':>8}{'client':>8}{'busy':>6}"
     rows = [head]
     for r in results:
         rows.append(
             f"{r.scenario:<20}{r.requests_per_second:>8.0f}{r.requests_per_second / base:>7.2f}"
             f"{r.p50_ms:>7.1f}{r.p90_ms:>7.1f}{r.p99_ms:>7.1f}{r.cpu_ms_per_cert:>8.2f}"
-            f"{r.user_ms_per_cert:>7.2f}{r.system_ms_per_cert:>7.2f}{r.worker_peak_rss_mb:>8.0f}"
+            f"{r.user_ms_per_cert:>7.2f}{r.system_ms_per_cert:>7.2f}{r.front_ms_per_cert:>7.2f}"
+            f"{r.worker_peak_rss_mb:>8.0f}"
+            f"{r.client_cpu_ms_per_cert:>8.2f}{r.machine_busy:>6.2f}"
         )
     rows.append(
         f"({results[0].requests} signs per scenario, {results[0].clients} client processes, "
-        "latencies in ms, CPU per certificate over master + workers, ratio = req/s / first row)"
+        "latencies in ms, CPU per certificate over master + workers, ratio = req/s / first row,\n"
+        " front = the part of it in the workers' event loops (TLS, HTTP), client = the clients' "
+        "CPU ms per request on the same cores, busy = share of the machine's cores in use)"
     )
     return "\n".join(rows)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they depend on it."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def parse_scenarios(text: str) -> list[Scenario]:
@@ -450,10 +509,16 @@ def main(argv: list[str] | None = None, emit: Callable[[str], None] = print) -> 
         default=parse_scenarios("file+sqlite,pkcs11+sqlite,file+postgresql"),
         help="comma-separated STORE+DATABASE (default: file+sqlite,pkcs11+sqlite,file+postgresql)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="gunicorn workers (default: the appliance's)"
+    )
     args = parser.parse_args(argv)
-    results = run(args.scenarios, args.requests, args.clients, args.warmup)
+    where = machine()  # the load average before our own load
+    results = run(args.scenarios, args.requests, args.clients, args.warmup, args.workers)
     emit(table(results))
-    emit(json.dumps({"bench": "sign", "results": [asdict(r) for r in results]}))
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = {"bench": "sign", "date": when, "machine": where}
+    emit(json.dumps({**line, "results": [asdict(r) for r in results]}))
     return results
 
 

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="signs while sampling")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--out", type=Path, default=ROOT / "profile", help="report folder")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="gunicorn workers (default: the appliance's)"
+    )
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         raise SystemExit(f"py-spy is not installed in {PY_SPY.parent} (make profile installs it)")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     collapsed = args.out / "sign.collapsed"
     work = Path(tempfile.mkdtemp(prefix="stepstone-profile-"))
     try:
-        with scenario_server(work, Scenario("file", "sqlite"), None) as server:
+        with scenario_server(work, Scenario("file", "sqlite"), None, args.workers) as server:
             run_load(server, prepare(server, 200), args.clients)  # warm-up, not sampled
             bodies = prepare(server, args.requests)
             progress(f"sampling {args.requests} signs from {args.clients} clients with py-spy")

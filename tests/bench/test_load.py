@@ -14,7 +14,8 @@ from bench.profile import top
 def test_the_bench_measures_every_figure_on_a_small_load() -> None:
     lines: list[str] = []
     results = main(
-        ["--requests", "12", "--warmup", "4", "--clients", "2", "--scenarios", "file+sqlite"],
+        ["--requests", "12", "--warmup", "4", "--clients", "2", "--scenarios", "file+sqlite",
+         "--workers", "1"],
         emit=lines.append,
     )
     assert [r.scenario for r in results] == ["file+sqlite"]
@@ -23,8 +24,12 @@ def test_the_bench_measures_every_figure_on_a_small_load() -> None:
     assert result.p50_ms <= result.p90_ms <= result.p99_ms
     assert result.cpu_ms_per_cert > 0
     assert result.worker_peak_rss_mb > 0
+    assert result.client_cpu_ms_per_cert > 0 and result.machine_busy > 0
+    assert 0 <= result.front_ms_per_cert <= result.cpu_ms_per_cert
     assert lines[0].startswith("scenario")
-    assert json.loads(lines[-1])["results"][0]["scenario"] == "file+sqlite"
+    line = json.loads(lines[-1])
+    assert line["results"][0]["scenario"] == "file+sqlite"
+    assert line["machine"]["cpus"] >= 1 and line["date"].endswith("Z")
 
 
 def test_a_scenario_is_store_plus_database() -> None:
