@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest lock lint unit system-deps venv clean bench profile softhsm deb deb-lint
+.PHONY: demo test test-latest lock lint unit system-deps venv clean bench bench-inventory profile softhsm deb deb-lint
 
 # Installs come from requirements.lock (exact versions, hashes): a fresh machine gets what was
 # tested. `make lock` refreshes it from the ranges in pyproject.toml.
@@ -87,6 +87,10 @@ demo: $(STAMP)
 # SQLite vs PostgreSQL, all in one run (ratios against the first scenario).
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.load
+
+# One filtered page of `step-ca certificates list` from a 1,000,000-row SQLite table.
+bench-inventory: $(STAMP)
+	$(BIN)/python -m bench.inventory
 
 # py-spy samples the workers under the bench's load; the report lands in profile/.
 profile: system-deps $(STAMP)

@@ -31,6 +31,7 @@ from api.metrics import MetricsListener, keep_in_memory
 from api.notify import Notifier
 from api.tls import ServerTLS
 from appliance import metrics as core_metrics
+from appliance.audit import record_reload
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.config_schema import split_address
@@ -106,10 +107,8 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
         self.notifier.reloading(f"reloading {self.config_path}")
         try:
             config = with_kms_pin(CAConfig.load(self.config_path))
-            # The schema was brought up to date at start-up; only a new database needs it.
-            new = Authority.open(
-                config, password=self._password, migrate_schema=config.db != old.config.db
-            )
+            # Never migrates: a schema not at head is refused ('step-ca db upgrade').
+            new = Authority.open(config, password=self._password, migrate_schema=False)
         except Exception as exc:  # a bad edit must not take the CA down
             log.error(
                 "reloading %s failed, keeping the running configuration: %s", self.config_path, exc
@@ -117,6 +116,10 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
             self.status = f"{self._serving()}; the last reload failed: {exc}"
             return
         new.start_time = old.start_time  # tokens made before the reload stay valid
+        try:  # config.reload and each provisioner change, in the new database's audit log
+            record_reload(new.repository.engine, old.config, new.config)
+        except Exception as exc:  # the reload still happens: the file is already changed
+            log.error("recording the reload in the audit log failed: %s", exc)
         self.authority = new
         self.limits = Limits.from_config(new.config.server_limits)
         self.tls.authority = new

@@ -1,8 +1,8 @@
 """Assembling an authority from ca.json: certificates, the issuing key, provisioners, database.
 
-The loading (files, a key store that may fork for an HSM, database migrations) is here, so
-that `Authority` itself is a plain object made of its parts and tests or a reload can build
-one from parts of their own.
+The loading (files, a key store that may fork for an HSM, the database and its schema's
+revision) is here, so that `Authority` itself is a plain object made of its parts and tests or
+a reload can build one from parts of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.config import CAConfig
 from appliance.db.engine import database_url, migrate, open_engine
 from appliance.db.repository import Repository
+from appliance.db.schema import SchemaError, require_current
 from appliance.ocsp import OCSPResponder
 from appliance.signer import IssuerSigner
 from keystores import KeyStoreError
@@ -59,9 +60,14 @@ class AuthorityParts:
 
 
 def assemble(
-    config: CAConfig, password: bytes | None = None, *, migrate_schema: bool = True
+    config: CAConfig, password: bytes | None = None, *, migrate_schema: bool = False
 ) -> AuthorityParts:
-    """The parts ca.json describes; AuthorityError names what could not be loaded."""
+    """The parts ca.json describes; AuthorityError names what could not be loaded.
+
+    The server passes `migrate_schema=False`: a schema other than this build's head is then
+    refused with the command to run (`step-ca db upgrade`), and nothing is created or
+    altered. True migrates first: for tests and tools that build an authority in-process.
+    """
     roots = [c for p in config.roots for c in load_certificates(p)]
     federated = [c for p in config.federated_roots for c in load_certificates(p)]
     intermediates = load_certificates(config.crt)
@@ -79,6 +85,11 @@ def assemble(
     except KeyStoreError as exc:
         raise AuthorityError(str(exc)) from None
     registry = ProvisionerRegistry(config.provisioners, config.claims)
+    if not migrate_schema:
+        try:
+            require_current(config)
+        except SchemaError as exc:
+            raise AuthorityError(str(exc)) from None
     engine = open_engine(database_url(config.db.as_json() if config.db else None, config.base_dir))
     if migrate_schema:
         migrate(engine)

@@ -22,6 +22,7 @@ from appliance import csr_checks, renew_token
 from appliance.assembly import AuthorityParts, assemble
 from appliance.config import CAConfig
 from appliance.crl import CRLPublisher, crl_url
+from appliance.db.audit import AuditEvent
 from appliance.db.repository import Revocation, UsedToken
 from appliance.metrics import CERTIFICATES_ISSUED, CERTIFICATES_RENEWED, CERTIFICATES_REVOKED
 from appliance.profiles import (
@@ -200,6 +201,11 @@ class Authority:
             lambda: self.issuer_signer.sign_with(
                 partial(build_leaf, request, self.intermediates[0])
             ),
+            AuditEvent(
+                "certificate.sign",
+                f"{options.provisioner_name}:{options.subject}",
+                details={"provisioner": options.provisioner_name, "token_id": options.token_id},
+            ),
         )
         CERTIFICATES_ISSUED.labels(options.provisioner_name).inc()
         if log.isEnabledFor(logging.DEBUG):  # the request line carries subject and serial
@@ -238,7 +244,11 @@ class Authority:
         return prov.claims, prov.name
 
     def _reissue(
-        self, old: x509.Certificate, public_key: CertificatePublicKeyTypes, token: UsedToken | None
+        self,
+        old: x509.Certificate,
+        public_key: CertificatePublicKeyTypes,
+        token: UsedToken | None,
+        kind: str = "certificate.renew",
     ) -> SignResult:
         """step-ca's renew/rekey checks, then the same lifetime from now, a new serial."""
         now = datetime.now(UTC)
@@ -268,6 +278,15 @@ class Authority:
                     self.intermediates[0],
                 )
             ),
+            AuditEvent(
+                kind,
+                f"{prov_name}:{old.subject.rfc4514_string()}",
+                details={
+                    "provisioner": prov_name,
+                    "from_serial": str(old.serial_number),
+                    "by": "token" if token else "mTLS",
+                },
+            ),
         )
         CERTIFICATES_RENEWED.labels(prov_name).inc()
         log.debug("renewed serial=%s as serial=%s", old.serial_number, cert.serial_number)
@@ -292,14 +311,14 @@ class Authority:
         self._own(peer)
         csr = csr_checks.parse_csr(csr_pem)
         csr_checks.check_key(csr)
-        return self._reissue(peer, csr.public_key(), None)
+        return self._reissue(peer, csr.public_key(), None, "certificate.rekey")
 
     def revoke(self, req: RevokeRequest, peer: x509.Certificate | None) -> str:
         """POST /revoke: passive revocation by one-time token or by the certificate itself.
         Returns the name of the provisioner that authorised it."""
         now = datetime.now(UTC)
         token_row: UsedToken | None = None
-        provisioner = ""
+        provisioner = actor = ""
         if req.ott:
             token = parse_token(req.ott)
             prov = self.registry.for_token(token, self._all_audiences)
@@ -312,6 +331,7 @@ class Authority:
                 )
             token_row = UsedToken(options.token_id, prov.name, options.token_expires)
             provisioner = prov.name
+            actor = f"{prov.name}:{options.subject}"
         elif peer is not None:
             self._own(peer)
             if peer.serial_number != req.serial:
@@ -320,6 +340,7 @@ class Authority:
                     f'"{peer.serial_number}" do not match'
                 )
             provisioner = self._renewal_claims(peer)[1]
+            actor = f"{provisioner}:{peer.subject.rfc4514_string()}"
         else:
             raise bad_request("missing ott or client certificate")
         self.repository.revoke(
@@ -333,6 +354,7 @@ class Authority:
                 revoked_at=now.replace(microsecond=0),
             ),
             token_row,
+            AuditEvent("certificate.revoke", actor, details={"provisioner": provisioner}),
         )
         CERTIFICATES_REVOKED.labels(provisioner).inc()
         log.info(

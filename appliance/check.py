@@ -28,7 +28,7 @@ from appliance.config import CAConfig, ConfigError
 from appliance.config_schema import SchemaError
 from appliance.config_schema import check as check_schema
 from appliance.db.repository import Repository
-from appliance.db.state import DatabaseError, DatabaseState, SchemaState, inspect_database
+from appliance.db.state import DatabaseError, DatabaseState, inspect_database
 from appliance.signer import IssuerSigner
 from keystores import KeyLocation, KeyStoreError, redact_uri
 from keystores.uri import split_scheme
@@ -315,20 +315,17 @@ def _check_ocsp(
 
 
 def _check_database(config: CAConfig, report: CheckReport) -> None:
-    """Reachable, and a schema the server can start from (a newer one it cannot)."""
+    """Reachable, and at this build's head: the server refuses any other schema (it never
+    migrates; `step-ca db upgrade` does)."""
     try:
         state = inspect_database(config.db.as_json() if config.db else None, config.base_dir)
     except DatabaseError as exc:
         report.problems.append(f"database: {exc}")
         return
     report.database = state
-    if state.state is SchemaState.UNKNOWN:
-        report.problems.append(
-            f"database: {state.location} has schema {state.revision}, which this Stepstone "
-            f"does not know (its newest is {state.head}): made by a newer version?"
-        )
-    elif state.note:
-        report.warnings.append(f"database: {state.note}")
+    problem = state.problem(config.path)
+    if problem is not None:
+        report.problems.append(f"database: {problem}")
 
 
 def _check_provisioners(config: CAConfig, report: CheckReport) -> None:

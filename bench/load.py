@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from appliance.config import CAConfig
+from appliance.db.schema import upgrade
 from appliance.pki import InitRequest, init_pki
 from appliance.profiles import build_intermediate
 from keystores import KeySpec, open_keystore
@@ -362,6 +364,7 @@ def scenario_server(
         cfg = json.loads(cfg_path.read_text())
         cfg.setdefault("stepstone", {})["workers"] = workers
         cfg_path.write_text(json.dumps(cfg, indent="\t"))
+    upgrade(CAConfig.load(cfg_path))  # as `step-ca db upgrade`: the server never migrates
     server = Server(cfg_path, port, dict(os.environ), work / f"{scenario.label}.log")
     try:
         yield server

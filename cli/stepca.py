@@ -22,10 +22,12 @@ from appliance.config import CAConfig, ConfigError
 from appliance.credentials import CredentialError, ca_password, with_kms_pin
 from appliance.db.engine import DatabaseConfigError
 from appliance.logs import LogFormat, configure
-from cli import stepca_backup
+from cli import stepca_backup, stepca_certificates
 from cli.common import CLIError, read_password_file, run_cli
 from cli.helptext import StepTyper
+from cli.stepca_audit import register as register_audit
 from cli.stepca_check import run_check
+from cli.stepca_db import register as register_db
 from keystores import KeyStoreError
 from provisioners.base import ProvisionerConfigError
 
@@ -81,7 +83,8 @@ def serve(
 
       $ step-ca --check /var/lib/stepstone/config/ca.json
 
-    Operator commands: 'step-ca version', 'step-ca backup', 'step-ca restore' (each with --help).
+    Operator commands: 'step-ca version', 'step-ca db', 'step-ca certificates',
+    'step-ca audit', 'step-ca backup', 'step-ca restore' (each with --help).
     """
     password = read_password_file(password_file) if password_file else None
     if json_output and not check:
@@ -96,7 +99,7 @@ def serve(
         cfg = with_kms_pin(CAConfig.load(config))
         password = ca_password(password)
         check_listen(cfg.host, cfg.port)
-        authority = Authority.open(cfg, password=password)
+        authority = Authority.open(cfg, password=password, migrate_schema=False)
     except (
         ConfigError,
         CredentialError,
@@ -147,6 +150,9 @@ def version_command() -> None:
 
 
 stepca_backup.register(commands)
+stepca_certificates.register(commands)
+register_db(commands)
+register_audit(commands)
 
 
 def command_names() -> set[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from appliance.check import CertificateInfo, CheckReport, check_config
-from appliance.db.state import DatabaseState, SchemaState
+from appliance.db.state import DatabaseState
 
 MAX_PROVISIONERS_SHOWN = 10
 
@@ -41,10 +41,6 @@ def _certificate(info: CertificateInfo) -> str:
 
 
 def _schema(db: DatabaseState) -> str:
-    if db.state is SchemaState.NEW:
-        return f"no schema yet (made at start: {db.head})"
-    if db.state is SchemaState.BEHIND:
-        return f"schema {db.revision} (migrated to {db.head} at start)"
     return f"schema {db.revision} ({db.state.value})"
 
 

@@ -69,6 +69,10 @@ if grep -rqI "$WORK" "$VENV"; then
     exit 1
 fi
 find "$VENV" -depth -type d -name __pycache__ -exec rm -rf {} +
+# Modules that carry an unversioned `python` shebang (pkilint's bin/*.py: imported, never run
+# as scripts) name Debian's python3, as Debian's Python policy asks.
+grep -rlI --null --include='*.py' -E '^#! ?(/usr/bin/env )?python$' "$VENV/lib" \
+    | xargs -0 -r sed -i -E '1s|^#! ?(/usr/bin/env )?python$|#!/usr/bin/python3|'
 # Shared objects without their debugging symbols and not executable, as dh_strip and
 # dh_fixperms do.
 find "$VENV" -type f -name '*.so*' -exec strip --strip-unneeded \

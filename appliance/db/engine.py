@@ -1,4 +1,8 @@
-"""Open the CA's database from ca.json's `db` block and bring its schema up to date."""
+"""Open the CA's database from ca.json's `db` block, and bring its schema up to date.
+
+Only `step-ca db upgrade` and `step ca init` call `migrate`: the server never changes the
+schema (see appliance.db.schema).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -17,6 +21,10 @@ SQLITE_FILE = "stepstone.db"
 
 class DatabaseConfigError(ValueError):
     """A `db` block we cannot turn into a database URL."""
+
+
+class MigrationError(RuntimeError):
+    """Alembic could not migrate (e.g. the database is at a revision this build lacks)."""
 
 
 def database_url(db: dict[str, Any] | None, base: Path) -> str:
@@ -77,17 +85,38 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Apply the alembic migrations up to head (idempotent)."""
+#: pg_advisory_xact_lock key held while migrating: several appliances sharing one PostgreSQL
+#: database may each run `step-ca db upgrade` (the packaged unit does, at every start); the
+#: first migrates, the others wait and then find the schema at head.
+SCHEMA_LOCK_KEY = 0x5354_4550_4442  # "STEPDB"
+
+
+def migrate(engine: Engine, target: str = "head") -> tuple[str | None, str | None]:
+    """Apply the alembic migrations up to `target` (idempotent); the revisions before and
+    after. Only tests ask for a target other than head (a schema from an older release).
+
+    One transaction (PostgreSQL's DDL is transactional: an upgrade that fails leaves the old
+    schema), taken under an advisory lock on PostgreSQL so concurrent upgrades queue.
+    """
     # Before the import: alembic logs its plugin set-up at INFO while it is being imported.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
 
     import migrations
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, target)
+        except CommandError as exc:
+            raise MigrationError(str(exc)) from None
+        after = MigrationContext.configure(conn).get_current_revision()
+    return before, after

@@ -11,16 +11,17 @@ import os
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from appliance.db.audit import AuditEvent, AuditLog
+from appliance.db.certrow import CertInsert, cert_row
 from appliance.db.groupcommit import GroupCommit, Job
-from appliance.db.models import used_tokens, x509_certs
+from appliance.db.models import used_tokens
 from appliance.db.rawtx import InsertNew, RawTransaction, RawWriter
 from appliance.db.writerlock import WriterLock
 from pki.errors import internal, unavailable
@@ -59,6 +60,7 @@ class _Request:
     token: UsedToken | None
     provisioner: str
     build: Callable[[], x509.Certificate]
+    audit: AuditEvent | None = None
 
 
 class Issuance:
@@ -67,7 +69,8 @@ class Issuance:
     def __init__(self, engine: Engine, *, group_commit: bool | None = None) -> None:
         self._raw = RawWriter(engine)
         self._new_token = InsertNew(used_tokens, used_tokens.c.id, engine)
-        self._new_cert = InsertNew(x509_certs, x509_certs.c.serial, engine)
+        self._audit = AuditLog(engine)
+        self._new_cert = CertInsert(engine)
         if group_commit is None:
             # PostgreSQL writers do not block each other (row locks), and a savepoint there
             # costs two round trips per request: one commit each is cheaper.
@@ -81,10 +84,14 @@ class Issuance:
             os.register_at_fork(after_in_child=lambda: (method := reset()) and method())
 
     def issue(
-        self, token: UsedToken | None, provisioner: str, build: Callable[[], x509.Certificate]
+        self,
+        token: UsedToken | None,
+        provisioner: str,
+        build: Callable[[], x509.Certificate],
+        audit: AuditEvent | None = None,
     ) -> x509.Certificate:
         """See `Repository.issue`. Raises TokenAlreadyUsed for a replay."""
-        request = _Request(token, provisioner, build)
+        request = _Request(token, provisioner, build, audit)
         if self._group is not None:
             return self._group.submit(request)
         job: Job[x509.Certificate] = Job()
@@ -145,15 +152,17 @@ class Issuance:
             raise TokenAlreadyUsed(token.id)
         for _ in range(SERIAL_ATTEMPTS):
             cert = request.build()
-            row = {
-                "serial": str(cert.serial_number),
-                "der": cert.public_bytes(Encoding.DER),
-                "provisioner": request.provisioner,
-                "subject": cert.subject.rfc4514_string()[:1024],
-                "not_after": cert.not_valid_after_utc,
-                "issued_at": now,
-            }
-            if tx.insert_new(self._new_cert, row):
+            row = cert_row(cert, request.provisioner, token.id if token else None, now)
+            if self._new_cert.insert(tx, row, cert):
+                self._record(tx, request, cert, now)
                 return cert
             log.warning("serial %s already issued; signing again", cert.serial_number)
         raise internal(f"no free serial number after {SERIAL_ATTEMPTS} attempts")
+
+    def _record(
+        self, tx: RawTransaction, request: _Request, cert: x509.Certificate, now: datetime
+    ) -> None:
+        """The audit entry of the certificate, in its transaction (and savepoint)."""
+        event = request.audit or AuditEvent("certificate.sign", request.provisioner)
+        subject = cert.subject.rfc4514_string()
+        self._audit.append(tx, replace(event, subject=subject, serial=str(cert.serial_number)), now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -23,10 +25,33 @@ x509_certs = Table(
     Column("der", LargeBinary, nullable=False),
     Column("provisioner", String(255), nullable=False, default=""),
     Column("subject", String(1024), nullable=False, default=""),
+    Column("not_before", DateTime(timezone=True), nullable=True, comment="always set by the CA"),
     Column("not_after", DateTime(timezone=True), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("token_id", String(255), nullable=True, comment="burned token's id; NULL: none known"),
 )
-Index("ix_x509_certs_not_after", x509_certs.c.not_after)
+# Keyset paging orders (migration 0003 says why these three).
+Index("ix_x509_certs_expiry", x509_certs.c.not_after, x509_certs.c.serial)
+Index("ix_x509_certs_issued", x509_certs.c.issued_at, x509_certs.c.serial)
+Index(
+    "ix_x509_certs_provisioner",
+    x509_certs.c.provisioner,
+    x509_certs.c.issued_at,
+    x509_certs.c.serial,
+)
+
+# Byte order on PostgreSQL too, so that a glob's literal prefix is an index range.
+_NAME = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+x509_cert_names = Table(
+    "x509_cert_names",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("name", _NAME, primary_key=True, comment="subject CN or SAN, lowercase"),
+    Column("rname", _NAME, nullable=False, comment="name reversed, for suffix globs"),
+)
+Index("ix_x509_cert_names_name", x509_cert_names.c.name, x509_cert_names.c.serial)
+Index("ix_x509_cert_names_rname", x509_cert_names.c.rname, x509_cert_names.c.serial)
 
 used_tokens = Table(
     "used_tokens",
@@ -59,3 +84,27 @@ crls = Table(
     Column("this_update", DateTime(timezone=True), nullable=False),
     Column("next_update", DateTime(timezone=True), nullable=False),
 )
+
+# Beyond step-ca: the tamper-evident audit log (appliance/db/audit.py, docs/audit.md).
+audit = Table(
+    "audit",
+    metadata,
+    # BIGINT on PostgreSQL; INTEGER on SQLite makes it the rowid (already 64-bit).
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+        comment="1, 2, 3...: the chain's order",
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(64), nullable=False, comment="e.g. certificate.sign, config.reload"),
+    Column("actor", String(1024), nullable=False),
+    Column("request_id", String(128), nullable=False, default=""),
+    Column("subject", String(1024), nullable=False, default=""),
+    Column("serial", String(64), nullable=False, default="", comment="decimal serial number"),
+    Column("details", Text, nullable=False, comment="canonical JSON"),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, comment="SHA-256 hex, see appliance/db/audit.py"),
+)
+Index("ix_audit_at", audit.c.at)

@@ -92,6 +92,15 @@ class RawTransaction:
         """
         return bool(self._run(statement.sql, statement.params(values)).rowcount == 1)
 
+    def execute(self, sql: str) -> None:
+        """Run a statement compiled elsewhere that takes no parameters (a lock, say)."""
+        self._run(sql)
+
+    def fetch_one(self, sql: str) -> tuple[Any, ...] | None:
+        """The first row of a query that takes no parameters (raw driver values), or None."""
+        row = self._run(sql).fetchone()
+        return tuple(row) if row is not None else None
+
     def savepoint(self) -> None:
         """Start a nested unit, ended by `release_savepoint` or `rollback_to_savepoint`."""
         self._run("SAVEPOINT unit")
@@ -104,9 +113,9 @@ class RawTransaction:
         self._run("ROLLBACK TO SAVEPOINT unit")
         self._run("RELEASE SAVEPOINT unit")
 
-    def _begin(self) -> None:
+    def _begin(self, immediate: bool) -> None:
         if self._writer.explicit_begin:
-            self._run("BEGIN")
+            self._run("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def _commit(self) -> None:
         try:
@@ -159,15 +168,19 @@ class RawWriter:
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[RawTransaction]:
-        """A transaction that commits when the block ends and rolls back if it raises."""
+    def transaction(self, *, immediate: bool = False) -> Iterator[RawTransaction]:
+        """A transaction that commits when the block ends and rolls back if it raises.
+
+        `immediate`: on SQLite take the write lock at BEGIN, for a transaction that reads
+        before it writes what it read (a deferred one could not upgrade past a new commit).
+        """
         try:
             proxied = self.engine.raw_connection()
         except self.dbapi_error as exc:
             raise self.wrap(exc, None, None, None, None) from exc
         tx = RawTransaction(self, proxied)
         try:
-            tx._begin()
+            tx._begin(immediate)
             yield tx
             tx._commit()
         except BaseException:

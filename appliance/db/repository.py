@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cryptography import x509
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from appliance.db.audit import AuditEvent
+from appliance.db.audit import append as append_audit
 from appliance.db.issuance import SERIAL_ATTEMPTS as SERIAL_ATTEMPTS
 from appliance.db.issuance import Issuance, TokenAlreadyUsed
 from appliance.db.issuance import UsedToken as UsedToken
@@ -26,6 +29,7 @@ from appliance.metrics import TOKEN_REPLAYS
 from pki.errors import CAError, ErrorKind, bad_request, unauthorized, unavailable
 
 _PG_UNIQUE_VIOLATION = "23505"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the placeholder CRL row's times (never committed)
 _SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 _SQLITE_UNIQUE_MESSAGE = re.compile(r"UNIQUE constraint failed: (\w+)\.")
 
@@ -106,6 +110,7 @@ class Repository:
         token: UsedToken | None,
         provisioner: str,
         build: Callable[[], x509.Certificate],
+        audit: AuditEvent | None = None,
     ) -> x509.Certificate:
         """Burn the token, then sign (`build`) and store the certificate, in one transaction.
 
@@ -120,27 +125,36 @@ class Repository:
 
         The hot path (appliance/db/issuance.py): both inserts run on the pooled DB-API
         connection, and on SQLite concurrent issuances of a worker share one durable commit.
+
+        The audit entry (`audit`, its subject and serial the certificate's; by default a
+        `certificate.sign` by the provisioner) is appended in the same transaction.
         """
         try:
-            return self._issuance.issue(token, provisioner, build)
+            return self._issuance.issue(token, provisioner, build, audit)
         except TokenAlreadyUsed:
             assert token is not None
             raise self._replayed(token) from None
 
-    def revoke(self, rev: Revocation, token: UsedToken | None) -> None:
+    def revoke(
+        self, rev: Revocation, token: UsedToken | None, audit: AuditEvent | None = None
+    ) -> None:
         """Record a revocation in the transaction that burns the token and checks the serial.
 
         Token replayed: unauthorized (checked first, as step-ca authorises before it looks the
         serial up). Unknown serial: not found. Already revoked: step-ca's bad request. Any
-        failure writes nothing; a database that cannot be reached is `unavailable`.
+        failure writes nothing; a database that cannot be reached is `unavailable`. The audit
+        entry (`audit`'s kind, actor and request id; by default the provisioner's) joins the
+        same transaction.
         """
         serial = str(rev.serial)
         with self._connection(write=True) as conn:
             self._burn(conn, token, rev.revoked_at)
-            not_after = conn.execute(
-                select(x509_certs.c.not_after).where(x509_certs.c.serial == serial)
-            ).scalar_one_or_none()
-            if not_after is None:
+            found = conn.execute(
+                select(x509_certs.c.not_after, x509_certs.c.subject).where(
+                    x509_certs.c.serial == serial
+                )
+            ).first()
+            if found is None:
                 raise CAError(
                     ErrorKind.NOT_FOUND,
                     f"revoke: serial {serial} not found",
@@ -153,7 +167,7 @@ class Repository:
                         reason_code=rev.reason_code,
                         reason=rev.reason[:1024],
                         revoked_at=rev.revoked_at,
-                        expires_at=not_after,
+                        expires_at=found.not_after,
                         provisioner=rev.provisioner,
                         token_id=rev.token_id,
                         mtls=rev.mtls,
@@ -165,6 +179,19 @@ class Repository:
                 raise bad_request(
                     f"certificate with serial number '{serial}' is already revoked"
                 ) from None
+            event = audit or AuditEvent("certificate.revoke", rev.provisioner)
+            details = {
+                "reason_code": rev.reason_code,
+                "reason": rev.reason,
+                "token_id": rev.token_id,
+                "mtls": rev.mtls,
+                **event.details,
+            }
+            append_audit(
+                conn,
+                replace(event, subject=found.subject, serial=serial, details=details),
+                rev.revoked_at,
+            )
 
     def revocation(self, serial: int) -> RevokedEntry | None:
         """The revocation of a serial, or None."""
@@ -215,28 +242,31 @@ class Repository:
     def replace_crl(self, build: Callable[[int], StoredCRL]) -> StoredCRL:
         """Take the next CRL number and store the CRL `build(number)` makes, atomically.
 
-        The number is bumped by an UPDATE first, which takes the write lock (SQLite) or the
-        row lock (PostgreSQL), so concurrent generators get distinct, growing numbers.
+        The row is made first if missing (`ON CONFLICT DO NOTHING`, a placeholder this same
+        transaction overwrites), then the number is bumped by an UPDATE, which takes the write
+        lock (SQLite) or the row lock (PostgreSQL): concurrent generators, on one appliance or
+        several, even the very first ones, queue there and get distinct, growing numbers.
         """
         with self._connection(write=True) as conn:
-            bumped = conn.execute(
-                update(crls).where(crls.c.id == 1).values(number=crls.c.number + 1)
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(
+                dialect.insert(crls)
+                .values(id=1, number=0, der=b"", this_update=_EPOCH, next_update=_EPOCH)
+                .on_conflict_do_nothing(index_elements=[crls.c.id])
             )
-            if bumped.rowcount:
-                number = int(conn.execute(select(crls.c.number).where(crls.c.id == 1)).scalar_one())
-            else:
-                number = 1
+            conn.execute(update(crls).where(crls.c.id == 1).values(number=crls.c.number + 1))
+            number = int(conn.execute(select(crls.c.number).where(crls.c.id == 1)).scalar_one())
             crl = build(number)
-            values = {
-                "number": crl.number,
-                "der": crl.der,
-                "this_update": crl.this_update,
-                "next_update": crl.next_update,
-            }
-            if bumped.rowcount:
-                conn.execute(update(crls).where(crls.c.id == 1).values(**values))
-            else:
-                conn.execute(insert(crls).values(id=1, **values))
+            conn.execute(
+                update(crls)
+                .where(crls.c.id == 1)
+                .values(
+                    number=crl.number,
+                    der=crl.der,
+                    this_update=crl.this_update,
+                    next_update=crl.next_update,
+                )
+            )
         return crl
 
     def certificate(self, serial: int) -> x509.Certificate | None:
@@ -272,5 +302,7 @@ def unique_violation_table(exc: IntegrityError) -> str | None:
 
 
 def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """In UTC (datetime.UTC): SQLite hands back naive datetimes (they were stored as UTC),
+    psycopg aware ones in the session's TimeZone (e.g. ZoneInfo('Etc/UTC')), which
+    email.utils.format_datetime(usegmt=True) refuses."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

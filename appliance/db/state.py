@@ -1,8 +1,8 @@
 """A read-only look at the CA's database: which one ca.json names, and its schema revision.
 
-For `step-ca --check` (and anything else that must not change the database): nothing is
-created, migrated or written. A SQLite file is opened read-only; a database that does not
-exist yet is reported as new, since the server creates and migrates it when it starts.
+For `step-ca --check`, `step-ca db status` and the server's start and reload (none of which
+may change the database): nothing is created, migrated or written. A SQLite file is opened
+read-only; one that does not exist yet is reported as new (no schema).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ class SchemaState(enum.Enum):
     """Where the schema stands against this build's migrations."""
 
     CURRENT = "current"
-    NEW = "new"  # no schema yet: the server creates it at start
-    BEHIND = "behind"  # the server migrates it at start
+    NEW = "new"  # no schema yet: `step-ca db upgrade` makes it
+    BEHIND = "behind"  # an older revision: `step-ca db upgrade` brings it to head
     UNKNOWN = "unknown"  # a revision this build does not have: a newer Stepstone made it
 
 
@@ -48,13 +48,28 @@ class DatabaseState:
     state: SchemaState
 
     @property
-    def note(self) -> str | None:
-        """What the server will do to an older schema when it starts (a new database is
-        made at start too, but that is the normal first start, not worth a warning)."""
+    def upgrade_needed(self) -> bool:
+        return self.state in (SchemaState.NEW, SchemaState.BEHIND)
+
+    def problem(self, config_path: Path | str) -> str | None:
+        """Why step-ca cannot serve from this schema, in one line naming the way out; None
+        when it can. The server never changes the schema itself (several appliances may
+        share the database, or it may be a read-only replica)."""
+        upgrade = f"run 'step-ca db upgrade {config_path}'"
+        if self.state is SchemaState.NEW:
+            return (
+                f"the database {self.location} has no schema yet (this step-ca needs "
+                f"{self.head}): {upgrade}"
+            )
         if self.state is SchemaState.BEHIND:
             return (
-                f"{self.location} has schema {self.revision}: step-ca migrates it to "
-                f"{self.head} at start"
+                f"the database schema is at {self.revision} but this step-ca needs "
+                f"{self.head}: {upgrade}"
+            )
+        if self.state is SchemaState.UNKNOWN:
+            return (
+                f"the database schema is at {self.revision}, newer than this step-ca knows "
+                f"(its newest is {self.head}): a newer Stepstone upgraded it; run that version"
             )
         return None
 
@@ -104,7 +119,14 @@ def _read_only_engine(url: URL) -> Engine:
     return create_engine(url, connect_args=args)
 
 
-def _revision(engine: Engine) -> str | None:
+def error_line(exc: SQLAlchemyError) -> str:
+    """The driver's own first line ("connection refused", "file is not a database")."""
+    reason = str(getattr(exc, "orig", None) or exc).strip()
+    return reason.splitlines()[0] if reason else type(exc).__name__
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The alembic revision the database is at (None: no schema); reads, writes nothing."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
@@ -127,11 +149,9 @@ def inspect_database(db: dict[str, Any] | None, base: Path) -> DatabaseState:
         return DatabaseState(driver, location, None, head, SchemaState.NEW)
     engine = _read_only_engine(url)
     try:
-        revision = _revision(engine)
+        revision = current_revision(engine)
     except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot read {location}: {first}") from None
+        raise DatabaseError(f"cannot read {location}: {error_line(exc)}") from None
     finally:
         engine.dispose()
     if revision is None:

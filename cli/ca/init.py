@@ -8,8 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
+from appliance.audit import record_init
 from appliance.ceremony_record import CeremonyError, key_store_error
+from appliance.config import CAConfig, ConfigError
+from appliance.db.schema import SchemaError, database_state, upgrade
 from appliance.offline_root import complete_init, init_csr
 from appliance.pki import InitRequest, InitResult, init_pki, pending_path
 from cli.ca import ui
@@ -54,6 +58,23 @@ def _progress(text: str) -> None:
     typer.echo(text, err=True, nl=False)
 
 
+def _create_schema(res: InitResult, step: str = "init") -> None:
+    """The schema of the SQLite database ca.json names, so that `step-ca` serves right away
+    (it never creates tables itself), and the init's entry in its audit log. A CA moved to
+    PostgreSQL is the operator's to upgrade."""
+    try:
+        config = CAConfig.load(res.ca_config)
+        if not database_state(config).driver.startswith("sqlite"):
+            return
+        upgrade(config)
+    except (ConfigError, SchemaError) as exc:
+        raise CLIError(f"step ca init: database: {exc}") from None
+    try:  # the CA exists now: a missing entry is a warning, not a failed init
+        record_init(res, step)
+    except (SQLAlchemyError, OSError, ConfigError) as exc:
+        ui.note(f"Audit log: step ca init was not recorded: {exc}")
+
+
 def _report(res: InitResult, root_key: str | None = None) -> None:
     """What a finished init wrote (`root_key`: the root key's line, when there is one)."""
     ui.note("")
@@ -91,6 +112,7 @@ def _complete(
     ui.note("")
     with _key_store_errors():
         res = complete_init(base, intermediate_crt, root, password, record, progress=_progress)
+    _create_schema(res, "init-complete")
     _report(res)
 
 
@@ -297,6 +319,7 @@ def init_command(
         return
     with _key_store_errors():
         res = init_pki(request, progress=_progress)
+    _create_schema(res)
     root_key = res.root_key
     if root_key is None:
         root_key = f"{redact_uri(str(root_kms))} (not kept in ca.json)"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from appliance.authority import Authority
 from appliance.check import CheckReport, check_config
 from appliance.config import CAConfig
+from appliance.db.schema import upgrade
 from appliance.db.state import SchemaState
 from appliance.pki import InitRequest, init_pki
 from tests.appliance.conftest import PASSWORD, PROV_PASSWORD, edit_config, now_utc
@@ -37,6 +37,13 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
         stat = path.stat()
         out[str(path)] = (stat.st_size, stat.st_mtime_ns)
     return out
+
+
+@pytest.fixture
+def ca_dir(ca_dir: Path) -> Path:
+    """conftest's CA, with the schema `step ca init` makes."""
+    upgrade(CAConfig.load(_ca_json(ca_dir)))
+    return ca_dir
 
 
 @pytest.fixture
@@ -64,21 +71,22 @@ def test_good_config_gives_the_summary_and_writes_nothing(ca_dir: Path) -> None:
     assert report.secrets == ["password from --password-file"]
     assert [(p.name, p.type) for p in report.provisioners] == [("admin", "JWK")]
     assert report.database is not None
-    assert report.database.state is SchemaState.NEW
+    assert report.database.state is SchemaState.CURRENT
     assert report.database.driver == "sqlite+pysqlite"
-    assert _snapshot(ca_dir) == before  # no database file made, nothing touched
+    assert _snapshot(ca_dir) == before  # nothing touched: no -wal, no -shm
     as_json = report.to_json()
-    assert as_json["ok"] is True and as_json["database"]["state"] == "new"
+    assert as_json["ok"] is True and as_json["database"]["state"] == "current"
     assert as_json["keyStore"]["type"] == "file"
 
 
-def test_database_schema_current_behind_and_unknown(ca_dir: Path) -> None:
-    Authority.open(CAConfig.load(_ca_json(ca_dir)), PASSWORD).repository.engine.dispose()
-    report = _check(ca_dir)
-    assert report.ok and report.database is not None
-    assert report.database.state is SchemaState.CURRENT
-    head = report.database.head
+def test_database_schema_new_behind_and_unknown(ca_dir: Path) -> None:
+    """The server starts on this build's head only: anything else is a problem, naming the
+    command to run; nothing is migrated or created."""
     db = ca_dir / "db" / "stepstone.db"
+    current = _check(ca_dir).database
+    assert current is not None and current.state is SchemaState.CURRENT
+    head = current.head
+    upgrade_line = f"run 'step-ca db upgrade {_ca_json(ca_dir)}'"
 
     def set_revision(revision: str) -> None:
         con = sqlite3.connect(db)
@@ -86,22 +94,30 @@ def test_database_schema_current_behind_and_unknown(ca_dir: Path) -> None:
             con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
         con.close()
 
-    set_revision("0001")  # the server migrates it at start: a warning, not a problem
+    set_revision("0001")
     before = _snapshot(ca_dir)
     report = _check(ca_dir)
-    assert report.ok, report.problems
     assert report.database is not None and report.database.state is SchemaState.BEHIND
-    assert report.warnings == [
-        f"database: {db} has schema 0001: step-ca migrates it to {head} at start"
+    assert report.problems == [
+        f"database: the database schema is at 0001 but this step-ca needs {head}: "
+        + upgrade_line
     ]
     assert _snapshot(ca_dir) == before  # not migrated, not touched: no -wal, no -shm
 
-    set_revision("9999")  # made by a newer Stepstone: refuse
-    report = _check(ca_dir)
-    assert report.problems == [
-        f"database: {db} has schema 9999, which this Stepstone does not know "
-        f"(its newest is {head}): made by a newer version?"
+    set_revision("9999")  # made by a newer Stepstone
+    assert _check(ca_dir).problems == [
+        f"database: the database schema is at 9999, newer than this step-ca knows (its newest "
+        f"is {head}): a newer Stepstone upgraded it; run that version"
     ]
+
+    db.unlink()
+    report = _check(ca_dir)
+    assert report.database is not None and report.database.state is SchemaState.NEW
+    assert report.problems == [
+        f"database: the database {db} has no schema yet (this step-ca needs {head}): "
+        + upgrade_line
+    ]
+    assert not db.exists()
 
 
 def test_unreachable_database(ca_dir: Path) -> None:

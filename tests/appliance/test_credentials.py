@@ -20,6 +20,7 @@ from appliance.credentials import (
     read_credential,
     with_kms_pin,
 )
+from appliance.db.schema import upgrade
 from appliance.pki import InitRequest, init_pki
 from keystores import KeyLocation
 from tests.appliance.conftest import PASSWORD, PROV_PASSWORD, edit_config
@@ -172,6 +173,7 @@ def hsm_ca(hsm: SoftHSM, steppath: Path, tmp_path: Path) -> tuple[Path, str]:
         raw["kms"]["uri"] = raw["kms"]["uri"].partition("?")[0]
 
     edit_config(steppath, no_pin)
+    upgrade(CAConfig.load(steppath / "config" / "ca.json"))  # as `step ca init` does
     return steppath, token.pin
 
 

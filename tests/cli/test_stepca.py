@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import ssl
 import subprocess
 import time
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from appliance.config import CAConfig
+from appliance.db.schema import upgrade
 from appliance.pki import InitRequest, init_pki
 from cli.stepca import command_names, main
 from tests.e2e.harness import (
@@ -73,12 +76,14 @@ def test_any_other_first_argument_is_the_config(capsys: pytest.CaptureFixture[st
 
 @pytest.fixture
 def ca_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A CA made by init_pki (file keys, SQLite); no credentials directory in sight."""
+    """A CA made by init_pki (file keys, SQLite, its schema made as `step ca init` does); no
+    credentials directory in sight."""
     steppath = tmp_path / "step"
     monkeypatch.setenv("STEPPATH", str(steppath))
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     init_pki(InitRequest(steppath, "Test", ["ca.test"], "127.0.0.1:9000", "admin", PASSWORD, b"p"))
     (tmp_path / "pw").write_bytes(PASSWORD + b"\n")
+    upgrade(CAConfig.load(steppath / "config" / "ca.json"))
     return steppath / "config" / "ca.json"
 
 
@@ -95,6 +100,8 @@ def test_check_good_config_prints_the_summary(
     ca_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pw = ca_json.parents[2] / "pw"
+    db = ca_json.parents[1] / "db"
+    before = [(p.name, p.stat().st_mtime_ns) for p in sorted(db.iterdir())]
     code, out, err = _run([str(ca_json), "--check", "--password-file", str(pw)], capsys)
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -104,9 +111,23 @@ def test_check_good_config_prints_the_summary(
     assert "Test Intermediate CA" in lines[1]
     assert "key store     file: " in out
     assert "provisioner   admin (JWK)" in out
-    assert "sqlite+pysqlite" in out and "no schema yet" in out
+    assert "sqlite+pysqlite" in out and " (current)" in out
     assert len(lines) < 24  # one screen
-    assert not (ca_json.parents[1] / "db" / "stepstone.db").exists()  # nothing written
+    assert [(p.name, p.stat().st_mtime_ns) for p in sorted(db.iterdir())] == before  # no write
+
+
+def test_check_names_the_upgrade_of_a_schema_behind(
+    ca_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(ca_json.parents[1] / "db" / "stepstone.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = '0001'")
+    pw = ca_json.parents[2] / "pw"
+    code, out, err = _run([str(ca_json), "--check", "--password-file", str(pw)], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "step-ca: database: the database schema is at 0001 but this step-ca needs "
+    )
+    assert err.endswith(f": run 'step-ca db upgrade {ca_json}'\n") and err.count("\n") == 1
 
 
 def test_check_lists_one_line_per_problem(

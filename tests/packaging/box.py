@@ -180,9 +180,19 @@ class Box:
             timeout=300, stdin=subprocess.DEVNULL,
         )
 
-    def run_unit_command(self, key: str) -> subprocess.CompletedProcess[str]:
-        (argv,) = self.unit().commands(key, self.service_env())
-        return self.as_service(argv)
+    def run_unit_commands(self, key: str) -> list[subprocess.CompletedProcess[str]]:
+        """Each command line of `key` in order, as the service; like systemd, none after
+        one that fails."""
+        done = []
+        for argv in self.unit().commands(key, self.service_env()):
+            done.append(self.as_service(argv))
+            if done[-1].returncode != 0:
+                break
+        return done
+
+    def start_checks_pass(self) -> bool:
+        """ExecStartPre= (the schema upgrade, then `step-ca --check`) succeeds."""
+        return all(proc.returncode == 0 for proc in self.run_unit_commands("ExecStartPre"))
 
     def init_ca(self) -> None:
         """`step ca init` as the operator runs it: `runuser -u stepstone`, STEPPATH from the

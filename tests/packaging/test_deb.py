@@ -1,6 +1,7 @@
 """The Debian package end to end: `packaging/build-deb.sh` builds it, `dpkg -i` installs it,
 `step ca init` runs as the stepstone user into /var/lib/stepstone, the unit's ExecStartPre
-(`step-ca --check`) and ExecStart run as the service would run them, a certificate is signed
+(`step-ca db upgrade`, `step-ca --check`) and ExecStart run as the service would run them (the
+upgrade also on a database left by an older release), a certificate is signed
 with the packaged `step` and shows in a metrics scrape, then upgrade and purge keep the CA,
 and only a confirmed purge (STEPSTONE_PURGE_KEYS=yes, or debconf) deletes it.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.db.engine import migrate, open_engine
 from tests.packaging.box import (
     ETC,
     STATE,
@@ -159,8 +161,10 @@ def test_install_serve_upgrade_purge(deb: Path, box: Box) -> None:
         assert box.owner_mode(STATE / "secrets" / name) == ("stepstone", "stepstone", 0o600)
     box.write_credential()
 
-    # ExecStartPre, then ExecStart, as systemd would run them.
-    check = box.run_unit_command("ExecStartPre")
+    # ExecStartPre, then ExecStart, as systemd would run them. `step ca init` made the schema.
+    upgrade, check = box.run_unit_commands("ExecStartPre")
+    assert (upgrade.returncode, upgrade.stderr) == (0, ""), upgrade.stderr
+    assert upgrade.stdout.startswith("database schema already at head "), upgrade.stdout
     assert check.returncode == 0, f"step-ca --check failed:\n{check.stdout}\n{check.stderr}"
     assert "Packaged CA" in check.stdout and "OK" in check.stdout, check.stdout
     box.enable_metrics()
@@ -189,7 +193,22 @@ def test_install_serve_upgrade_purge(deb: Path, box: Box) -> None:
     before = snapshot()
     box.install(deb)
     assert snapshot() == before
-    assert box.run_unit_command("ExecStartPre").returncode == 0
+    assert box.start_checks_pass()
+
+    # A database an older release left (its first schema): the unit upgrades it before the
+    # check, and the CA serves from it.
+    db = STATE / "db" / "stepstone.db"
+    db.unlink()
+    engine = open_engine(f"sqlite:///{db}")
+    migrate(engine, "0001")
+    engine.dispose()
+    shutil.chown(db, "stepstone", "stepstone")
+    upgrade, check = box.run_unit_commands("ExecStartPre")
+    assert upgrade.returncode == 0 and upgrade.stdout.startswith(
+        "database schema upgraded from 0001 to "
+    ), upgrade.stdout + upgrade.stderr
+    assert check.returncode == 0, check.stderr
+    assert box.owner_mode(db) == ("stepstone", "stepstone", 0o600)
 
     # Purge without confirmation: the program goes, the CA stays.
     kept = snapshot(STATE, ETC)
@@ -206,7 +225,7 @@ def test_install_serve_upgrade_purge(deb: Path, box: Box) -> None:
     # A new install finds the CA as it was, and it checks out.
     box.install(deb)
     assert snapshot(STATE, ETC) == kept
-    assert box.run_unit_command("ExecStartPre").returncode == 0
+    assert box.start_checks_pass()
 
     # Purge confirmed by STEPSTONE_PURGE_KEYS=yes: everything goes.
     purge = dpkg("--purge", "stepstone", env={"STEPSTONE_PURGE_KEYS": "yes"})

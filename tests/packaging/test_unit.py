@@ -55,8 +55,9 @@ def test_unit_runs_step_ca_hardened_as_the_issue_asks() -> None:
     assert (one("User"), one("Group")) == ("stepstone", "stepstone")
     assert (one("Type"), one("NotifyAccess")) == ("notify", "all")
     env = unit.environment(root=Path("/nonexistent"))  # the unit's own defaults
-    assert unit.commands("ExecStartPre", env) == [
-        ["/usr/bin/step-ca", "--check", "/var/lib/stepstone/config/ca.json"]
+    assert unit.commands("ExecStartPre", env) == [  # the schema, then the whole ca.json
+        ["/usr/bin/step-ca", "db", "upgrade", "/var/lib/stepstone/config/ca.json"],
+        ["/usr/bin/step-ca", "--check", "/var/lib/stepstone/config/ca.json"],
     ]
     assert unit.commands("ExecStart", env) == [
         ["/usr/bin/step-ca", "/var/lib/stepstone/config/ca.json"]

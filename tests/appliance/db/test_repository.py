@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -219,6 +221,18 @@ def test_crl_numbers_grow_and_the_last_is_current(repo: Repository) -> None:
     assert [repo.replace_crl(_crl).number for _ in range(3)] == [1, 2, 3]
     current = repo.current_crl()
     assert current is not None and (current.number, current.der) == (3, b"crl 3")
+
+
+def test_first_crls_made_at_once_get_distinct_numbers_in_utc(repo: Repository) -> None:
+    """On an empty table too (PostgreSQL locks no row an UPDATE does not find), and read back
+    in datetime.UTC, which the CRL's HTTP headers require (psycopg hands back Etc/UTC)."""
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        numbers = sorted(pool.map(lambda _: repo.replace_crl(_crl).number, range(6)))
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    current = repo.current_crl()
+    assert current is not None and current.number == 6
+    assert current.this_update.tzinfo is UTC and current.next_update.tzinfo is UTC
+    format_datetime(current.next_update, usegmt=True)
 
 
 def test_failed_crl_build_keeps_the_previous_one(repo: Repository) -> None:
