@@ -1,10 +1,13 @@
-"""`step certificate`: inspect, fingerprint, verify X.509 certificates, check renewal.
+"""`step certificate`: create, sign, inspect, lint, convert, verify and install certificates.
 
-Follows smallstep/cli's command/certificate/inspect.go, fingerprint.go, verify.go and
-needsRenewal.go: the same inputs (a PEM/DER file, a bundle, ``-`` for standard input, or an
-``https://host[:port]`` URL whose presented chain is read), the same flags, the same one-line
-error messages and exit statuses. Reading and rendering live in :mod:`cli.certificate_io`, the
-logic of `verify` in :mod:`cli.verify`, that of `needs-renewal` in :mod:`cli.renewal_check`.
+Follows smallstep/cli's command/certificate/*.go: the same inputs (a PEM/DER file, a bundle,
+``-`` for standard input, or an ``https://host[:port]`` URL whose presented chain is read),
+the same flags, the same one-line error messages and exit statuses. `inspect`, `fingerprint`,
+`verify` and `needs-renewal` are here (reading and rendering in :mod:`cli.certificate_io`,
+the logic in :mod:`cli.verify` and :mod:`cli.renewal_check`); the others live in their own
+modules: `create` (:mod:`cli.certificate_create`), `sign` (:mod:`cli.certificate_sign`),
+`lint` (:mod:`cli.certificate_lint`), `bundle`/`key`/`format`/`p12`
+(:mod:`cli.certificate_convert`) and `install`/`uninstall` (:mod:`cli.certificate_trust`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from typing import Annotated
 
 import typer
 
+from cli import (
+    certificate_convert,
+    certificate_create,
+    certificate_lint,
+    certificate_sign,
+    certificate_trust,
+)
 from cli.certificate_io import load_target, render_certificates, render_request
 from cli.common import CLIError, die
 from cli.helptext import StepTyper
@@ -368,3 +378,15 @@ def needs_renewal_command(
     if verbose:
         die("certificate does not need renewal", EXIT_NO_RENEWAL)
     raise typer.Exit(EXIT_NO_RENEWAL)
+
+
+# Commands that make and convert certificates live in their own modules (one job each).
+app.command("create")(certificate_create.create_command)
+app.command("sign")(certificate_sign.sign_command)
+app.command("lint")(certificate_lint.lint_command)
+app.command("bundle")(certificate_convert.bundle_command)
+app.command("key")(certificate_convert.key_command)
+app.command("format")(certificate_convert.format_command)
+app.command("p12")(certificate_convert.p12_command)
+app.command("install")(certificate_trust.install_command)
+app.command("uninstall")(certificate_trust.uninstall_command)

@@ -17,14 +17,35 @@ import sys
 
 import typer
 
+from cli import crypto_jwe, crypto_jwk, crypto_jwt, crypto_nacl
 from cli.common import CLIError, die
+from cli.crypto_hash import app as hash_app
+from cli.crypto_key import app as key_app
+from cli.crypto_keypair import change_pass_command, keypair_command
+from cli.crypto_otp import app as otp_app
+from cli.crypto_rand import rand_command
 from cli.go_json import GoJSONError, JSONObject, JSONValue, go_indent, parse_go_json
 from cli.helptext import StepTyper
 from cli.jws_parse import parse_jws
 
-app = StepTyper(help="Useful cryptographic primitives: JSON Web Tokens and more.")
+app = StepTyper(
+    help="Useful cryptographic primitives: keys, JWK/JWT/JWE, NaCl, hashes, random strings, OTP."
+)
 jwt_app = StepTyper(help="Sign, verify and inspect JSON Web Tokens (JWT).")
 app.add_typer(jwt_app, name="jwt")
+app.add_typer(crypto_jwk.app, name="jwk")
+app.add_typer(crypto_jwe.app, name="jwe")
+app.add_typer(crypto_nacl.app, name="nacl")
+jwt_app.command("sign")(crypto_jwt.sign_command)
+jwt_app.command("verify")(crypto_jwt.verify_command)
+
+# Keys, digests, random strings and one-time passwords.
+app.command("keypair")(keypair_command)
+app.command("change-pass")(change_pass_command)
+app.add_typer(key_app, name="key")
+app.add_typer(hash_app, name="hash")
+app.command("rand")(rand_command)
+app.add_typer(otp_app, name="otp")
 
 
 def inspect_token(token: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ca, certificate, crypto, kms, path
+from cli import ca, certificate, crypto, kms, oauth, path
 from cli.common import run_cli
 from cli.helptext import StepTyper, help_for
 
@@ -17,6 +17,7 @@ app.add_typer(certificate.app, name="certificate")
 app.add_typer(crypto.app, name="crypto")
 app.add_typer(kms.app, name="kms")
 app.command(name="path")(path.path_command)
+app.command(name="oauth")(oauth.oauth_command)
 
 
 @app.command(name="help")

@@ -6,6 +6,10 @@ approves the configured test user at once and redirects back with `code` and `st
 token endpoint (`/token`, authorization code + PKCE S256, client secret checked, returning an
 ID token signed RS256 or ES256). Keys can be added and rotated; every request is counted so
 tests can assert how often the CA fetched the key set.
+
+For `step oauth` it also serves the out-of-band flow (redirect_uri `urn:ietf:wg:oauth:2.0:oob`:
+the code is shown on a page instead of redirected), a user who denies the login (`deny_login`),
+and the device authorization grant of RFC 8628 (`idp.device`, tests/oidc_idp_device.py).
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.jose import public_jwk
+from tests.oidc_idp_device import DEVICE_GRANT, DeviceGrants
 
 HOST = "127.0.0.1"
 CLIENT_ID = "stepstone-test-client.apps.example"
 CLIENT_SECRET = "test-client-secret"
 CODE_LIFETIME = 120.0
+OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 
 
 @dataclass
@@ -109,6 +115,8 @@ class TestIdP:
         self.token_requests: list[dict[str, str]] = []
         self.issued_id_tokens: list[str] = []
         self.issuer_override: str | None = None
+        self.deny_login = False
+        self.device = DeviceGrants(self)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -167,6 +175,7 @@ class TestIdP:
             "issuer": self.issuer,
             "authorization_endpoint": f"{self.url}/authorize",
             "token_endpoint": f"{self.url}/token",
+            "device_authorization_endpoint": f"{self.url}/device/code",
             "jwks_uri": f"{self.url}/jwks",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
@@ -266,11 +275,16 @@ class TestIdP:
         if query.get("client_id") != self.client_id:
             return 400, {}, b"unknown client_id"
         target = urlsplit(redirect_uri)
-        if target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost", "::1"):
+        oob = redirect_uri == OOB_REDIRECT
+        if not oob and (
+            target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost", "::1")
+        ):
             return 400, {}, b"redirect_uri must be a loopback http URL"
         state = query.get("state", "")
 
         def error(code: str) -> tuple[int, dict[str, str], bytes]:
+            if oob:
+                return 400, {"Content-Type": "text/html"}, f"<p>Error: {code}</p>".encode()
             params = {"error": code, "state": state}
             return 302, {"Location": _add_query(redirect_uri, params)}, b""
 
@@ -280,6 +294,8 @@ class TestIdP:
             return error("invalid_scope")
         if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
             return error("invalid_request")
+        if self.deny_login:
+            return error("access_denied")
         code = secrets.token_urlsafe(32)
         with self._lock:
             self._grants[code] = _Grant(
@@ -290,6 +306,9 @@ class TestIdP:
                 user=self.user,
                 created=time.monotonic(),
             )
+        if oob:
+            page = f"<html><head><title>Success code={code}</title></head></html>"
+            return 200, {"Content-Type": "text/html"}, page.encode()
         params = {"code": code}
         if state:
             params["state"] = state
@@ -305,6 +324,8 @@ class TestIdP:
             client_id, _, client_secret = raw.partition(":")
         if client_id != self.client_id or client_secret != self.client_secret:
             return _json(401, {"error": "invalid_client"})
+        if form.get("grant_type") == DEVICE_GRANT:
+            return self.device.poll(form.get("device_code", ""))
         if form.get("grant_type") != "authorization_code":
             return _json(400, {"error": "unsupported_grant_type"})
         with self._lock:
@@ -316,7 +337,12 @@ class TestIdP:
         verifier = form.get("code_verifier", "")
         if _b64(hashlib.sha256(verifier.encode()).digest()) != grant.challenge:
             return _json(400, {"error": "invalid_grant", "error_description": "PKCE verifier"})
-        id_token = self.id_token(grant.user, grant.nonce)
+        return self._tokens(grant.user, grant.nonce, "openid email")
+
+    def _tokens(
+        self, user: User, nonce: str | None, scope: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        id_token = self.id_token(user, nonce)
         self.issued_id_tokens.append(id_token)
         return _json(
             200,
@@ -324,10 +350,17 @@ class TestIdP:
                 "access_token": secrets.token_urlsafe(24),
                 "token_type": "Bearer",
                 "expires_in": 3600,
-                "scope": "openid email",
+                "scope": scope,
                 "id_token": id_token,
             },
         )
+
+    def device_tokens(self, scope: str) -> tuple[int, dict[str, str], bytes]:
+        """Tokens for an approved device (tests/oidc_idp_device.py)."""
+        return self._tokens(self.user, None, scope)
+
+    def json_response(self, status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
+        return _json(status, body)
 
 
 def _add_query(url: str, params: dict[str, str]) -> str:
@@ -374,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_json(200, idp.jwks(), {"Cache-Control": cache}))
         elif parts.path == "/authorize":
             self._send(*idp.authorize(query))
+        elif parts.path == "/device":
+            self._send(*idp.device.decide(query))
         else:
             self._send(404, {"Content-Type": "text/plain"}, b"not found")
 
@@ -383,8 +418,10 @@ class _Handler(BaseHTTPRequestHandler):
         idp._count(parts.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
-        if parts.path != "/token":
-            self._send(404, {"Content-Type": "text/plain"}, b"not found")
-            return
         form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-        self._send(*idp.token(form, self.headers.get("Authorization")))
+        if parts.path == "/token":
+            self._send(*idp.token(form, self.headers.get("Authorization")))
+        elif parts.path == "/device/code":
+            self._send(*idp.device.authorize(form))
+        else:
+            self._send(404, {"Content-Type": "text/plain"}, b"not found")
