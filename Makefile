@@ -35,6 +35,8 @@ system-deps:
 	command -v lintian >/dev/null || missing="$$missing lintian"; \
 	/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/pcscd ] && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || missing="$$missing pcscd vsmartcard-vpcd"; \
+	[ -x /usr/sbin/sshd ] && command -v ssh-agent >/dev/null || missing="$$missing openssh-server openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -292,7 +292,9 @@ def list_command(
     """List the keys in a key store, one key URI a line.
 
     Only stores that can enumerate keys support this (PKCS#11 tokens: the private keys the
-    PIN shows, as 'pkcs11:id=HEX;object=LABEL', the form ca.json's "key" takes); the file
+    PIN shows, as 'pkcs11:id=HEX;object=LABEL', the form ca.json's "key" takes; YubiKeys:
+    each connected key, or the one 'yubikey:serial=N' names, with serial, firmware, form
+    factor and each occupied slot's key type, policies, origin and certificate); the file
     store cannot (its keys are files anywhere on disk) and says so. '--json' prints every
     detail the store gives (label, id, type, uri).
 
@@ -301,6 +303,8 @@ def list_command(
       $ step kms list 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=ca?pin-source=pin'
 
       $ step kms list --json 'pkcs11:token=ca?pin-source=pin'
+
+      $ step kms list yubikey:
     """
     password = read_password_file(password_file) if password_file is not None else None
     try:
@@ -313,8 +317,33 @@ def list_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    if any("firmware" in row for row in rows):
+        _echo_devices(rows)
+        return
     for row in rows:
         typer.echo(str(row.get("uri", "")))
+
+
+def _echo_devices(rows: list[dict[str, str]]) -> None:
+    """Devices with slots (YubiKeys): a line per device, then an indented line per key."""
+    device = None
+    for row in rows:
+        if row.get("serial") != device:
+            device = row.get("serial")
+            typer.echo(
+                f"YubiKey {device or '(no serial)'}: firmware {row.get('firmware', '?')}, "
+                f"form factor {row.get('formFactor', 'unknown')}"
+            )
+        if "slot" not in row:
+            typer.echo("  (no keys)")
+            continue
+        facts = [row["uri"], row.get("type", "")]
+        if "pinPolicy" in row:
+            facts += [f"pin-policy={row['pinPolicy']}", f"touch-policy={row['touchPolicy']}"]
+            facts.append("generated on the card" if row.get("generated") == "true" else "imported")
+        subject = row.get("subject")
+        facts.append(f"certificate {subject}" if subject else "no certificate")
+        typer.echo("  " + "  ".join(f for f in facts if f))
 
 
 app.command(name="create")(create_command)

@@ -1,9 +1,11 @@
 """The YubiKey PIV key store, split by concern.
 
-`slots` (what a `yubikey:` URI says), `discovery` (finding the card: PC/SC, or a provider a
-test registers), `locking` (turns across threads and processes), `card` (the PIV session,
-PIN and management key), `signers` (the `cryptography` key objects), `attestation` (Yubico's
-attestation extensions) and `store` (the `KeyStore`).
+`slots` (what a `yubikey:` URI says), `discovery` (finding the card: PC/SC connections that
+leave the card alone, or a provider a test registers), `registry` (one connection per card
+per process), `locking` (turns across threads and processes), `card` (the PIV session, PIN
+and management key), `recovery` (resets and removals by other programs), `signers` (the
+`cryptography` key objects), `attestation` (Yubico's attestation extensions), `listing`
+(`step kms list yubikey:`) and `store` (the `KeyStore`).
 """
 
 from keystores.yubikey.attestation import Attestation, attestation_serial, parse_attestation

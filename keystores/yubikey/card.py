@@ -1,7 +1,9 @@
 """One YubiKey's PIV session: finding the card, the PIN and management key, key operations.
 
-`CardSession` holds the connection (reopened in a forked child), verifies the PIN as the
-slot's policy asks, and runs every APDU under the locks of `keystores.yubikey.locking`.
+`CardSession` finds its card (sharing the one connection per card this process holds, see
+`registry`; reopened in a forked child), verifies the PIN as the slot's policy asks, and runs
+every APDU under the locks of `keystores.yubikey.locking` and in a PC/SC transaction; a reset
+or removal under it is handled by `recovery`.
 
 PIN: from `pin-value`/`pin-source` of the store URI (or of the key name), else the `password`
 given to `open_keystore`, else, only when the card reports its PIN is still the factory
@@ -18,7 +20,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -30,35 +31,37 @@ from yubikit.core import BadResponseError, CommandError, InvalidPinError, NotSup
 from yubikit.core.smartcard import SW, ApduError, SmartCardConnection
 from yubikit.piv import DEFAULT_MANAGEMENT_KEY, PIN_POLICY, SLOT, TOUCH_POLICY, PivSession
 
-from keystores.base import KeyNotFoundError, KeyStoreError, WrongPasswordError
+from keystores.base import KeyStoreError, WrongPasswordError
 from keystores.uri import KeyURI
 from keystores.yubikey.attestation import attestation_serial
+from keystores.yubikey.discovery import CardRemoved, CardReset, is_empty_reader, transaction
 from keystores.yubikey.discovery import readers as find_readers
 from keystores.yubikey.locking import device_lock, process_lock
+from keystores.yubikey.recovery import (
+    Recovery,
+    YubiKeyAbsentError,
+    YubiKeyDeselectedError,
+    YubiKeyResetError,
+)
+from keystores.yubikey.registry import Device, drop, held, hold
 from keystores.yubikey.signers import SlotInfo
 from keystores.yubikey.slots import key_uri_of, parse_serial, parse_slot
 
-__all__ = ["DEFAULT_PIN", "CardSession", "Device"]
+__all__ = [
+    "DEFAULT_PIN",
+    "CardSession",
+    "Device",
+    "YubiKeyAbsentError",
+    "YubiKeyDeselectedError",
+    "YubiKeyResetError",
+]
 
 logger = logging.getLogger("keystores.yubikey")
 
 DEFAULT_PIN = "123456"
 
 
-@dataclass
-class Device:
-    connection: SmartCardConnection
-    piv: PivSession
-    serial: int | None
-    reader: str
-    pid: int
-
-    @property
-    def label(self) -> str:
-        return f"YubiKey {self.serial}" if self.serial is not None else f"YubiKey in {self.reader}"
-
-
-class CardSession:
+class CardSession(Recovery):
     """The card side of a YubiKey store. The card is opened on first use."""
 
     def __init__(
@@ -97,39 +100,61 @@ class CardSession:
             raise KeyStoreError("the key store is closed")
 
     def _find_device(self) -> Device:
+        """The card to use. A card this process already holds is taken as it is (its serial is
+        known): discovery never opens a second handle to it, whose closing could reset it."""
         readers = find_readers(self._reader)
         if not readers:
+            if self._serial is not None:
+                raise YubiKeyAbsentError(
+                    f"no YubiKey with serial {self._serial} is connected (found: none)"
+                )
             where = f" in a reader named like {self._reader!r}" if self._reader else ""
-            raise KeyStoreError(f"no YubiKey found{where}: is it plugged in (and pcscd running)?")
+            raise YubiKeyAbsentError(
+                f"no YubiKey found{where}: is it plugged in (and pcscd running)?"
+            )
         seen: list[str] = []
         for name, connect in readers:
-            try:
-                connection = connect()
-            except Exception as exc:  # each reader library has its own errors
-                logger.info("cannot connect to %s: %s", name, exc)
-                seen.append(f"{name} (cannot connect: {exc})")
-                continue
-            try:
-                piv = PivSession(connection)
-                serial = self._read_serial(piv)
-            except Exception as exc:  # not a PIV card, or gone
-                connection.close()
-                seen.append(f"{name} (no PIV application: {exc})")
-                continue
-            device = Device(connection, piv, serial, name, os.getpid())
-            if self._serial is None and len(readers) == 1:
-                return device
-            if self._serial is not None and serial == self._serial:
-                return device
-            connection.close()
-            seen.append(str(serial) if serial is not None else name)
+            device = held(name)
+            if device is None:
+                device = self._open(name, connect, seen)
+                if device is None:
+                    continue
+            if (self._serial is None and len(readers) == 1) or (
+                self._serial is not None and device.serial == self._serial
+            ):
+                return hold(device)
+            if device.users == 0:
+                drop(device)  # not ours to keep: closed, leaving the card as it is
+            seen.append(str(device.serial) if device.serial is not None else name)
         if self._serial is not None:
-            raise KeyNotFoundError(
-                f"no YubiKey with serial {self._serial} (found: {', '.join(seen)})"
+            raise YubiKeyAbsentError(
+                f"no YubiKey with serial {self._serial} is connected "
+                f"(found: {', '.join(seen) or 'none'})"
             )
         raise KeyStoreError(
             f"several YubiKeys are present ({', '.join(seen)}): choose one with serial= in the URI"
         )
+
+    def _open(
+        self, name: str, connect: Callable[[], SmartCardConnection], seen: list[str]
+    ) -> Device | None:
+        try:
+            connection = connect()
+        except Exception as exc:  # each reader library has its own errors
+            if not is_empty_reader(exc):
+                logger.info("cannot connect to %s: %s", name, exc)
+                seen.append(f"{name} (cannot connect: {exc})")
+            return None
+        try:
+            piv = PivSession(connection)
+            serial = self._read_serial(piv)
+        except Exception as exc:  # not a PIV card, or gone
+            with contextlib.suppress(Exception):
+                connection.close()
+            if not isinstance(exc, CardRemoved | CardReset):  # else: being pulled out
+                seen.append(f"{name} (no PIV application: {exc})")
+            return None
+        return Device(connection, piv, serial, name, os.getpid())
 
     @staticmethod
     def _read_serial(piv: PivSession) -> int | None:
@@ -144,19 +169,33 @@ class CardSession:
 
     @contextlib.contextmanager
     def _card(self) -> Iterator[tuple[PivSession, Device]]:
-        """The card session, under the process lock and the YubiKey's file lock."""
+        """The card session, under the process lock and the YubiKey's file lock. A reset or
+        removal under the body becomes a `YubiKeyResetError` once the store has recovered
+        what it can (see `_recover`)."""
         self._check_open()
         with process_lock():
             device = self._device
-            if device is None or device.pid != os.getpid():
-                # First use, or a forked child: the parent's connection is not ours to use.
+            if device is None or held(device.reader) is not device:
+                # First use, a forked child (the parent's connection is not ours to use), or
+                # a card dropped after a removal.
                 self._reset_session()
                 device = self._device = self._find_device()
                 logger.info(
                     "opened %s (PIV %s) in %s", device.label, device.piv.version, device.reader
                 )
             with device_lock(device.serial):
-                yield device.piv, device
+                try:
+                    with transaction(device.connection):
+                        if device.needs_select:
+                            device.piv = PivSession(device.connection)
+                            device.needs_select = False
+                        yield device.piv, device
+                except (CardReset, CardRemoved) as exc:
+                    raise self._recover(device, exc) from None
+                except ApduError as exc:
+                    if exc.sw == SW.INVALID_INSTRUCTION:
+                        raise self._deselected(device) from None
+                    raise
 
     @property
     def serial(self) -> int | None:
@@ -273,6 +312,8 @@ class CardSession:
         self._mgm_authenticated = True
 
     def _error(self, device: Device, what: str, exc: Exception) -> KeyStoreError:
+        if isinstance(exc, ApduError) and exc.sw == SW.INVALID_INSTRUCTION:
+            return self._deselected(device)
         if isinstance(exc, ApduError):
             try:
                 detail = SW(exc.sw).name.replace("_", " ").lower()
@@ -286,6 +327,9 @@ class CardSession:
     # --- private-key operations (the signers' side) ---
 
     def _use_key(self, info: SlotInfo, what: str, op: Callable[[PivSession], bytes]) -> bytes:
+        return self._retrying(lambda: self._use_key_once(info, what, op))
+
+    def _use_key_once(self, info: SlotInfo, what: str, op: Callable[[PivSession], bytes]) -> bytes:
         with self._card() as (piv, device):
             policy = info.pin_policy
             if (

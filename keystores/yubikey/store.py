@@ -18,9 +18,7 @@ YubiKeys present and no `serial=`, the store refuses to guess.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import Self
 
@@ -37,14 +35,19 @@ from keystores.base import (
     KeySpec,
     KeyStore,
     KeyStoreError,
+    KeyStoreUnavailableError,
     PublicKey,
     SigningKey,
 )
 from keystores.capabilities import Attestation
 from keystores.uri import KeyURI
 from keystores.yubikey.attestation import parse_attestation
-from keystores.yubikey.card import CardSession, Device
-from keystores.yubikey.locking import process_lock
+from keystores.yubikey.card import CardSession, Device, YubiKeyAbsentError
+from keystores.yubikey.discovery import CardRemoved, CardReset, transaction
+from keystores.yubikey.discovery import readers as find_readers
+from keystores.yubikey.listing import describe
+from keystores.yubikey.locking import device_lock, process_lock
+from keystores.yubikey.registry import drop, held, release
 from keystores.yubikey.signers import SlotInfo, make_signer
 from keystores.yubikey.slots import (
     PIN_POLICIES,
@@ -183,27 +186,64 @@ class YubiKeyStore(CardSession, KeyStore):
 
     def public_key(self, name: str) -> PublicKey:
         slot, _ = self._note_key_name(name)
-        with self._card() as (piv, device):
-            return self._slot_info(piv, device, slot).public_key
+
+        def read() -> PublicKey:
+            with self._card() as (piv, device):
+                return self._slot_info(piv, device, slot).public_key
+
+        return self._retrying(read)
 
     def signer(self, name: str) -> SigningKey:
         """A signer for the key in the slot. The PIN is checked now (unless the slot's policy
         is "never"), so a wrong PIN shows here and not at the first signature."""
         slot, _ = self._note_key_name(name)
-        with self._card() as (piv, device):
-            info = self._slot_info(piv, device, slot)
-            if info.key_type == KEY_TYPE.X25519:
-                raise KeyStoreError(f"{device.label} slot {int(slot):02x} holds an X25519 key")
-            if info.pin_policy != PIN_POLICY.NEVER and not self._pin_verified:
-                self._verify_pin(piv, device, slot)
-        return make_signer(self, info)
+
+        def check() -> SlotInfo:
+            with self._card() as (piv, device):
+                info = self._slot_info(piv, device, slot)
+                if info.key_type == KEY_TYPE.X25519:
+                    raise KeyStoreError(f"{device.label} slot {int(slot):02x} holds an X25519 key")
+                if info.pin_policy != PIN_POLICY.NEVER and not self._pin_verified:
+                    self._verify_pin(piv, device, slot)
+                return info
+
+        return make_signer(self, self._retrying(check))
+
+    def list_keys(self) -> list[dict[str, str]]:
+        """`KeyLister`: with `serial=`, that YubiKey's slots; else every connected YubiKey's
+        (in readers named like one, or matching `reader=`). See `listing.describe`."""
+        if self._serial is not None:
+            with self._card() as (_, one):
+                rows = describe(one)
+                self._pin_verified = self._mgm_authenticated = False  # PIV selected again
+                return rows
+        self._check_open()
+        rows = []
+        with process_lock():
+            for name, connect in find_readers(self._reader):
+                device = held(name) or self._open(name, connect, [])
+                if device is None:
+                    continue
+                opened = device.users == 0
+                try:
+                    with device_lock(device.serial), transaction(device.connection):
+                        rows += describe(device)
+                except (CardReset, CardRemoved) as exc:
+                    raise KeyStoreUnavailableError(f"{device.label}: {exc}") from None
+                finally:
+                    if opened:
+                        drop(device)
+        if not rows:
+            raise YubiKeyAbsentError("no YubiKey is connected (is pcscd running?)")
+        return rows
 
     def close(self) -> None:
+        """Let go of the card: the last store of this process using it closes the
+        connection, leaving the card as it is (no reset for other programs)."""
         with process_lock():
             device, self._device = self._device, None
-            if device is not None and device.pid == os.getpid():
-                with contextlib.suppress(Exception):  # closing a card that is gone
-                    device.connection.close()
+            if device is not None and held(device.reader) is device:
+                release(device)
             self._closed = True
             self._reset_session()
 
