@@ -89,7 +89,7 @@ def csr_pem() -> str:
 
 
 def _without_database(
-    token: UsedToken | None, provisioner: str, build: Callable[[], object]
+    token: UsedToken | None, provisioner: str, build: Callable[[], object], audit: object = None
 ) -> object:
     return build()
 

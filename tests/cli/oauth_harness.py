@@ -41,22 +41,24 @@ class Step:
     """A running `step oauth`; the test plays the browser (or the user at a terminal)."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        # Unbuffered bytes: a line read here must leave what follows it (a prompt without a
+        # newline) in the pipe for communicate(), not in a text buffer it never sees.
         self.proc = subprocess.Popen(
             [str(STEP), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,
             env=env,
         )
         self.err: list[str] = []
 
     def read_until(self, pattern: str) -> re.Match[str]:
         """Read stderr up to the first line matching `pattern`."""
-        stderr: IO[str] | None = self.proc.stderr
+        stderr: IO[bytes] | None = self.proc.stderr
         assert stderr is not None
         while True:
-            line = stderr.readline()
+            line = stderr.readline().decode()
             if not line:
                 self.finish()
                 raise AssertionError(f"no line matching {pattern!r} in {self.err}")
@@ -71,12 +73,12 @@ class Step:
 
     def finish(self, stdin: str = "") -> Result:
         try:
-            out, err = self.proc.communicate(stdin, timeout=TIMEOUT)
+            out, err = self.proc.communicate(stdin.encode(), timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
             raise
-        return self.proc.returncode, out, "".join(self.err) + err
+        return self.proc.returncode, out.decode(), "".join(self.err) + err.decode()
 
 
 def run_in_process(capsys: pytest.CaptureFixture[str], args: list[str]) -> Result:

@@ -4,6 +4,7 @@ verifies."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 from pathlib import Path
@@ -55,7 +56,9 @@ def test_sign_renew_revoke_and_reload_are_in_the_audit_log(
     assert listed.returncode == 0, listed.stderr
     items: list[dict[str, Any]] = json.loads(listed.stdout)
     got = [(i["kind"], i["serial"], i["subject"]) for i in items]
-    assert got == [
+    init, items = items[0], items[1:]  # `step ca init` made the schema and its entry
+    assert (init["kind"], init["actor"]) == ("ceremony.init", f"local:{getpass.getuser()}")
+    assert got[1:] == [
         ("certificate.sign", signed, "CN=a.test"),
         ("certificate.renew", renewed, "CN=a.test"),
         ("certificate.revoke", renewed, "CN=a.test"),
@@ -75,5 +78,5 @@ def test_sign_renew_revoke_and_reload_are_in_the_audit_log(
 
     verified = _step_ca(ca, "audit", "verify", str(ca.ca_json))
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.splitlines()[0] == "5 entries, chain intact"
-    assert verified.stdout.splitlines()[1] == f"Head: 5:{items[4]['hash']}"
+    assert verified.stdout.splitlines()[0] == "6 entries, chain intact"
+    assert verified.stdout.splitlines()[1] == f"Head: 6:{items[4]['hash']}"
