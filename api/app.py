@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from api import health, openapi, provisioners, renew, revocation, revoke, roots, sign
+from api import health, openapi, provisioners, renew, revocation, revoke, roots, sign, ssh
 from api.metrics import RequestMetrics
 from api.middleware import RequestLog
 from api.render import (
@@ -68,6 +68,7 @@ def create_app(
         ("/intermediate.crt", revocation.IntermediateDER(authority)),
         ("/openapi.json", openapi.OpenAPI()),
     ]
+    routes += ssh.routes(authority)
     ocsp = revocation.OCSP(authority)
     routes.append(("/ocsp", ocsp))
     for path, resource in routes:

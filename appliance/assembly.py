@@ -7,7 +7,7 @@ a reload can build one from parts of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +20,7 @@ from appliance.db.repository import Repository
 from appliance.db.schema import SchemaError, require_current
 from appliance.ocsp import OCSPResponder
 from appliance.signer import IssuerSigner
+from appliance.ssh_keys import SSHKeys
 from keystores import KeyStoreError
 from pki.steppath import resolve
 from provisioners.registry import ProvisionerRegistry
@@ -57,6 +58,8 @@ class AuthorityParts:
     registry: ProvisionerRegistry
     repository: Repository
     ocsp: OCSPResponder
+    ssh_keys: SSHKeys = field(default_factory=SSHKeys)
+    """The `ssh` block's CA keys, opened at start so a wrong password stops the CA."""
 
 
 def assemble(
@@ -95,8 +98,13 @@ def assemble(
         migrate(engine)
     repository = Repository(engine)
     ocsp = ocsp_responder(config, intermediates[0], issuer_signer, repository, password)
+    try:
+        ssh_keys = SSHKeys.load(config, password)
+    except KeyStoreError as exc:
+        raise AuthorityError(f"ssh keys: {exc}") from None
     return AuthorityParts(
-        config, roots, federated, intermediates, issuer_signer, registry, repository, ocsp
+        config, roots, federated, intermediates, issuer_signer, registry, repository, ocsp,
+        ssh_keys,
     )
 
 

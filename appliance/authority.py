@@ -92,6 +92,7 @@ class Authority:
         self.registry = parts.registry
         self.repository = parts.repository
         self.ocsp = parts.ocsp
+        self.ssh_keys = parts.ssh_keys
         self._by_fingerprint = {
             certificate_fingerprint(c): c for c in self.roots + self.federated_roots
         }

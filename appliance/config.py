@@ -23,6 +23,7 @@ from appliance.config_schema import (
     DBSchema,
     KMSSchema,
     ServerLimitsSchema,
+    SSHSchema,
     StepstoneSchema,
     TemplateSchema,
     TLSSchema,
@@ -98,6 +99,10 @@ class CAConfig:
     # Beyond step-ca's fields: where Prometheus scrapes (None: no metrics listener).
     metrics_address: str | None = None
     crl: CRLConfig = field(default_factory=CRLConfig)
+    # ca.json `ssh` (None: no SSH CA); keys are paths or URIs like `key` (appliance.ssh_keys).
+    ssh: SSHSchema | None = None
+    # ca.json `templates` (the SSH config templates, appliance.ssh_templates).
+    templates: dict[str, Any] | None = None
 
     @property
     def base_url(self) -> str:
@@ -165,6 +170,8 @@ class CAConfig:
             metrics_address=(ours.metrics.address if ours.metrics else None)
             or schema.metricsAddress,
             crl=_crl(schema.crl or CRLSchema()),
+            ssh=schema.ssh,
+            templates=schema.templates,
         )
 
     def tls_options(self) -> dict[str, Any]:

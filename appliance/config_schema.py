@@ -289,6 +289,35 @@ class AuthoritySchema(Schema):
         return Claims().merged(self.claims)
 
 
+class SSHKeySchema(Schema):
+    """`ssh.keys[]`: an extra (federated) SSH CA public key, as a JWK."""
+
+    type: Str = None
+    federated: Bool = None
+    key: dict[str, Any]
+
+
+class BastionSchema(Schema):
+    """`ssh.bastion`."""
+
+    hostname: Str = None
+    user: Str = None
+    port: Str = None
+    cmd: Str = None
+    flags: Str = None
+
+
+class SSHSchema(Schema):
+    """`ssh`: the SSH CA keys (path or key URI, as `key`), federated keys, bastion."""
+
+    hostKey: Str = None
+    userKey: Str = None
+    keys: list[SSHKeySchema] | None = None
+    addUserPrincipal: Str = None
+    addUserCommand: Str = None
+    bastion: BastionSchema | None = None
+
+
 class CASchema(Schema):
     """ca.json."""
 
@@ -300,7 +329,7 @@ class CASchema(Schema):
     insecureAddress: Str = None
     dnsNames: NonEmptyStrings = None
     kms: KMSSchema | None = None
-    ssh: Object = None
+    ssh: SSHSchema | None = None
     logger: LoggerSchema | None = None
     db: DBSchema | None = None
     authority: AuthoritySchema | None = None

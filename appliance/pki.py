@@ -41,6 +41,7 @@ from appliance.ceremony_record import (
 )
 from appliance.config import DEFAULT_TLS
 from appliance.profiles import build_intermediate, build_root
+from appliance.ssh_init import add_to_config, create_ssh_keys
 from keystores import (
     KeyLocation,
     KeySpec,
@@ -104,6 +105,7 @@ class InitRequest:
     root_cert: Path | None = None
     root_password: bytes | None = None
     record: Path | None = None
+    ssh: bool = False  # `--ssh`: SSH user and host CA keys too (appliance.ssh_init)
 
     @property
     def record_path(self) -> Path:
@@ -180,6 +182,7 @@ def write_configs(
     address: str,
     provisioner: dict[str, Any],
     key_uri: str,
+    ssh: dict[str, str] | None = None,
 ) -> None:
     """ca.json (the intermediate key by `key_uri`) and defaults.json, added to `res.written`."""
     key, kms = KeyLocation.split(key_uri).config()
@@ -200,6 +203,8 @@ def write_configs(
         "authority": {"provisioners": [provisioner]},
         "tls": dict(DEFAULT_TLS),
     }
+    if ssh is not None:
+        ca_json = add_to_config(ca_json, ssh)
     write_json(res.ca_config, ca_json)
     res.written.append(res.ca_config)
     defaults = {
@@ -333,6 +338,12 @@ def _create(req: InitRequest, res: InitResult, progress: Progress) -> None:
         intermediate = build_intermediate(req.name, inter_public, root, root_signer, now)
         write_cert(res.intermediate_cert, intermediate, res.written)
         progress("done!\n")
+        ssh = None
+        if req.ssh:
+            progress("Generating user and host SSH certificate signing keys... ")
+            ssh = create_ssh_keys(base, files, stack, req.password, req.kms)
+            res.written.extend(ssh.written)
+            progress("done!\n")
 
     write_configs(
         res,
@@ -340,12 +351,13 @@ def _create(req: InitRequest, res: InitResult, progress: Progress) -> None:
         address=req.address,
         provisioner=new_provisioner(req.provisioner, req.provisioner_password),
         key_uri=inter_uri,
+        ssh=ssh.block if ssh else None,
     )
     append_entry(
         req.record_path,
         "step ca init",
-        key_uris=[root_uri, inter_uri],
-        public_keys=[root_public, inter_public],
+        key_uris=[root_uri, inter_uri, *(ssh.uris if ssh else [])],
+        public_keys=[root_public, inter_public, *(ssh.public_keys if ssh else [])],
         certificates=[root, intermediate],
         details={"name": req.name, **details, "ca_config": str(res.ca_config)},
     )

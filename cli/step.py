@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ca, certificate, crypto, kms, oauth, path
+from cli import ca, certificate, crypto, kms, oauth, path, ssh
 from cli.common import run_cli
 from cli.helptext import StepTyper, help_for
 
@@ -16,6 +16,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(certificate.app, name="certificate")
 app.add_typer(crypto.app, name="crypto")
 app.add_typer(kms.app, name="kms")
+app.add_typer(ssh.app, name="ssh")
 app.command(name="path")(path.path_command)
 app.command(name="oauth")(oauth.oauth_command)
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pki.errors import unauthorized
 from provisioners.audience import Method
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
 
 if TYPE_CHECKING:
     from provisioners.schema import ProvisionerSchema
+    from provisioners.ssh import SSHSignGrant
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ class Provisioner(ABC):
     @abstractmethod
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         """Verify the token for `method`; raise CAError (401) when it is not acceptable."""
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """Verify an SSH certificate token (`step.ssh`); types that sign no SSH certificates
+        refuse it, as step-ca's base provisioner does."""
+        raise unauthorized(
+            f"provisioner.AuthorizeSSHSign not implemented for {self.type_name} "
+            f"provisioner '{self.name}'"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The provisioner as `/provisioners` shows it: its ca.json entry with step's field

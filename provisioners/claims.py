@@ -18,11 +18,18 @@ _DURATIONS = {
     "minTLSCertDuration": "min_tls",
     "maxTLSCertDuration": "max_tls",
     "defaultTLSCertDuration": "default_tls",
+    "minUserSSHCertDuration": "min_user_ssh",
+    "maxUserSSHCertDuration": "max_user_ssh",
+    "defaultUserSSHCertDuration": "default_user_ssh",
+    "minHostSSHCertDuration": "min_host_ssh",
+    "maxHostSSHCertDuration": "max_host_ssh",
+    "defaultHostSSHCertDuration": "default_host_ssh",
 }
 _FLAGS = {
     "disableRenewal": "disable_renewal",
     "allowRenewalAfterExpiry": "allow_renewal_after_expiry",
     "disableSmallstepExtensions": "disable_smallstep_extensions",
+    "enableSSHCA": "enable_ssh_ca",
 }
 
 
@@ -32,7 +39,7 @@ class ClaimsError(ValueError):
 
 @dataclass(frozen=True)
 class Claims:
-    """Effective X.509 claims of a provisioner."""
+    """Effective claims of a provisioner (X.509 and SSH)."""
 
     min_tls: timedelta = timedelta(minutes=5)
     max_tls: timedelta = timedelta(hours=24)
@@ -40,6 +47,14 @@ class Claims:
     disable_renewal: bool = False
     allow_renewal_after_expiry: bool = False
     disable_smallstep_extensions: bool = False
+    # SSH (step-ca's built-in user 5m/24h/16h, host 5m/30d/30d; the SSH CA off).
+    enable_ssh_ca: bool = False
+    min_user_ssh: timedelta = timedelta(minutes=5)
+    max_user_ssh: timedelta = timedelta(hours=24)
+    default_user_ssh: timedelta = timedelta(hours=16)
+    min_host_ssh: timedelta = timedelta(minutes=5)
+    max_host_ssh: timedelta = timedelta(days=30)
+    default_host_ssh: timedelta = timedelta(days=30)
 
     def merged(self, claims: ClaimsSchema | None) -> Claims:
         """Apply a `claims` block (its types checked by the schema) on top of these claims and
@@ -73,6 +88,12 @@ class Claims:
             ("minTLSCertDuration", self.min_tls),
             ("maxTLSCertDuration", self.max_tls),
             ("defaultTLSCertDuration", self.default_tls),
+            ("minUserSSHCertDuration", self.min_user_ssh),
+            ("maxUserSSHCertDuration", self.max_user_ssh),
+            ("defaultUserSSHCertDuration", self.default_user_ssh),
+            ("minHostSSHCertDuration", self.min_host_ssh),
+            ("maxHostSSHCertDuration", self.max_host_ssh),
+            ("defaultHostSSHCertDuration", self.default_host_ssh),
         ):
             if value <= timedelta(0):
                 raise ClaimsError(f"claims: {name} must be greater than 0")
@@ -81,3 +102,12 @@ class Claims:
                 "claims: minTLSCertDuration <= defaultTLSCertDuration <= maxTLSCertDuration "
                 "does not hold"
             )
+        for kind, low, default, high in (
+            ("User", self.min_user_ssh, self.default_user_ssh, self.max_user_ssh),
+            ("Host", self.min_host_ssh, self.default_host_ssh, self.max_host_ssh),
+        ):
+            if not low <= default <= high:
+                raise ClaimsError(
+                    f"claims: min{kind}SSHCertDuration <= default{kind}SSHCertDuration <= "
+                    f"max{kind}SSHCertDuration does not hold"
+                )

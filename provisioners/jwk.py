@@ -20,6 +20,7 @@ from provisioners.base import (
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.schema import JWKSchema
+from provisioners.ssh import SSHSignGrant, grant, require_ssh_enabled, ssh_claim
 
 
 class JWKProvisioner(Provisioner):
@@ -60,6 +61,28 @@ class JWKProvisioner(Provisioner):
         return [f"{self.name}:{self.kid}"]
 
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        claims, subject, token_id = self._verified(token, audiences)
+        return SignOptions(
+            provisioner_name=self.name,
+            subject=subject,
+            sans=_sans(claims, subject),
+            claims=self.claims,
+            extension=self._extension,
+            token_id=token_id,
+            token_expires=datetime.fromtimestamp(float(claims["exp"]), UTC),
+            csr_fingerprint=_cnf(claims),
+        )
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's JWK AuthorizeSSHSign: `enableSSHCA`, the token, its `step.ssh` claim."""
+        require_ssh_enabled(self.claims, "jwk", self.name)
+        claims, subject, token_id = self._verified(token, audiences)
+        options = ssh_claim(claims, "jwk")
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+        return grant(self.name, subject, options, self.claims, token_id, expires)
+
+    def _verified(self, token: Token, audiences: list[str]) -> tuple[dict[str, Any], str, str]:
+        """step-ca's jwk.authorizeToken: the claims, the subject and the single-use id."""
         if token.header.get("alg") != self._alg:
             raise unauthorized(
                 f"jwk.authorizeToken; unexpected algorithm {token.header.get('alg')}"
@@ -79,19 +102,9 @@ class JWKProvisioner(Provisioner):
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise unauthorized("jwk.authorizeToken; jwk token subject cannot be empty")
-        sans = _sans(claims, subject)
         jti = claims.get("jti")
         token_id = str(jti) if isinstance(jti, str) and jti else token_hash(token.raw)
-        return SignOptions(
-            provisioner_name=self.name,
-            subject=subject,
-            sans=sans,
-            claims=self.claims,
-            extension=self._extension,
-            token_id=token_id,
-            token_expires=datetime.fromtimestamp(float(claims["exp"]), UTC),
-            csr_fingerprint=_cnf(claims),
-        )
+        return claims, subject, token_id
 
 
 def _sans(claims: dict[str, Any], subject: str) -> tuple[str, ...]:

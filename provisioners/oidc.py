@@ -43,6 +43,13 @@ from provisioners.jwks import (
     fetch_json,
 )
 from provisioners.schema import OIDCSchema
+from provisioners.ssh import (
+    USER,
+    SSHOptions,
+    SSHSignGrant,
+    oidc_principals,
+    require_ssh_enabled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +302,36 @@ class OIDCProvisioner(Provisioner):
                 "oidc.AuthorizeToken; validatePayload: oidc token payload validation failed: "
                 "invalid group"
             )
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's OIDC AuthorizeSSHSign: an e-mail is required; a user certificate for
+        its principals (provisioners.ssh.oidc_principals), or anything the request names
+        for an admin."""
+        require_ssh_enabled(self.claims, "oidc", self.name)
+        claims = self._verify_signature(token)
+        self._validate_payload(claims)
+        nonce = claims.get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            raise unauthorized("oidc.AuthorizeToken; oidc token has no nonce")
+        email = claims.get("email")
+        if not isinstance(email, str) or not email:
+            raise unauthorized(
+                "oidc.AuthorizeSSHSign: failed to validate oidc token payload: email not found"
+            )
+        principals = oidc_principals(email)
+        admin = self.is_admin(email, list(claims.get("groups") or []))
+        return SSHSignGrant(
+            provisioner_name=self.name,
+            cert_type=USER,
+            key_id=email,
+            principals=principals,
+            token_options=SSHOptions(cert_type=USER, principals=principals),
+            subject="",
+            claims=self.claims,
+            token_id=nonce,
+            token_expires=datetime.fromtimestamp(float(claims["exp"]), UTC),
+            from_request=admin,
+        )
 
     def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
         if method is Method.RENEW:

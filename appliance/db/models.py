@@ -108,3 +108,45 @@ audit = Table(
     Column("hash", String(64), nullable=False, comment="SHA-256 hex, see appliance/db/audit.py"),
 )
 Index("ix_audit_at", audit.c.at)
+
+# SSH certificates (appliance/ssh_store.py): step-ca's ssh_certs and its host/user principal
+# buckets, as one row per certificate and one per principal.
+ssh_certs = Table(
+    "ssh_certs",
+    metadata,
+    Column("serial", String(20), primary_key=True, comment="decimal uint64 serial"),
+    Column("cert_type", String(8), nullable=False, comment="user or host"),
+    Column("key_id", String(1024), nullable=False, default=""),
+    Column("cert", LargeBinary, nullable=False, comment="SSH wire format"),
+    Column("provisioner", String(255), nullable=False, default=""),
+    Column("valid_after", DateTime(timezone=True), nullable=False),
+    Column("valid_before", DateTime(timezone=True), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("token_id", String(255), nullable=True),
+)
+
+ssh_principals = Table(
+    "ssh_principals",
+    metadata,
+    Column("serial", String(20), primary_key=True),
+    Column("principal", String(1024), primary_key=True, comment="lowercase"),
+    Column("cert_type", String(8), nullable=False),
+    Column("valid_before", DateTime(timezone=True), nullable=False),
+)
+Index(
+    "ix_ssh_principals_type",
+    ssh_principals.c.cert_type,
+    ssh_principals.c.principal,
+    ssh_principals.c.valid_before,
+)
+
+revoked_ssh_certs = Table(
+    "revoked_ssh_certs",
+    metadata,
+    Column("serial", String(20), primary_key=True, comment="decimal uint64 serial"),
+    Column("reason_code", Integer, nullable=False),
+    Column("reason", String(1024), nullable=False, default=""),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("provisioner", String(255), nullable=False, default=""),
+    Column("token_id", String(255), nullable=False, default=""),
+)

@@ -170,6 +170,9 @@ def init_command(
         None, "--record", help="The ceremony record (default $STEPPATH/ceremony/record.jsonl)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing configuration."),
+    ssh: bool = typer.Option(
+        False, "--ssh", help="Create the SSH user and host CA keys too (enableSSHCA on)."
+    ),
 ) -> None:
     """Initialise a CA: root and intermediate certificates, keys and configuration.
 
@@ -214,6 +217,8 @@ def init_command(
     ca_json = base / "config" / "ca.json"
     if intermediate_csr is not None and intermediate_crt is not None:
         raise CLIError("'--intermediate-csr' and '--intermediate-crt' cannot be used together")
+    if ssh and (intermediate_csr is not None or intermediate_crt is not None):
+        raise CLIError("'--ssh' cannot be used with '--intermediate-csr' or '--intermediate-crt'")
     check_writable(
         ca_json,
         base / "config" / "defaults.json",
@@ -301,6 +306,7 @@ def init_command(
         root_cert=root,
         root_password=root_password,
         record=record,
+        ssh=ssh,
     )
     ui.note("")
     if intermediate_csr is not None:
@@ -324,3 +330,8 @@ def init_command(
     if root_key is None:
         root_key = f"{redact_uri(str(root_kms))} (not kept in ca.json)"
     _report(res, root_key)
+    if ssh:
+        for kind in ("user", "host"):
+            ui.selected(f"SSH {kind} public key", str(base / "certs" / f"ssh_{kind}_ca_key.pub"))
+            if kms is None:
+                ui.selected(f"SSH {kind} private key", str(base / "secrets" / f"ssh_{kind}_ca_key"))

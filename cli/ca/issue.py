@@ -104,6 +104,11 @@ def token_command(
         None, "--x5c-cert", help="Certificate (chain) for an X5C provisioner or --renew."
     ),
     x5c_key: Path | None = typer.Option(None, "--x5c-key", help="The key of --x5c-cert."),
+    ssh: bool = typer.Option(False, "--ssh", help="A token for an SSH certificate."),
+    host: bool = typer.Option(False, "--host", help="With --ssh: for a host certificate."),
+    principal: list[str] = typer.Option(
+        [], "--principal", "-n", help="With --ssh: a principal the token allows (repeatable)."
+    ),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -122,10 +127,31 @@ def token_command(
       $ step ca token 1234567890 --revoke --password-file pw.txt
 
       $ step ca token foo.internal --renew --x5c-cert foo.crt --x5c-key foo.key
+
+      $ step ca token joe@example.com --ssh --principal joe
     """
     url, root_path = require_ca_url(ca_url), require_root(root)
     if revoke and renew:
         raise CLIError("flags '--revoke' and '--renew' are mutually exclusive")
+    for flag, given in (("--ssh", ssh), ("--host", host), ("--principal", bool(principal))):
+        if given and san:
+            raise CLIError(f"flag '{flag}' is incompatible with '--san'")
+    if (host or principal) and not ssh:
+        raise CLIError(f"flag '{'--host' if host else '--principal'}' requires the '--ssh' flag")
+    if ssh and renew:
+        raise CLIError("flag '--renew' with '--ssh' needs an SSHPOP token: use 'step ssh renew'")
+    options: dict[str, Any] = {"x5c_cert": x5c_cert, "x5c_key": x5c_key}
+    path = "/1.0/revoke" if revoke else "/1.0/sign"
+    if ssh:
+        path = "/1.0/ssh/revoke" if revoke else "/1.0/ssh/sign"
+        if not revoke:
+            options["ssh"] = {
+                "certType": "host" if host else "user",
+                "keyID": subject,
+                "principals": list(principal),
+                "validAfter": "",
+                "validBefore": "",
+            }
     check_writable(output_file)
     if renew:
         if x5c_cert is None or x5c_key is None:
@@ -143,8 +169,8 @@ def token_command(
                 password_file,
                 not_before,
                 not_after,
-                path="/1.0/revoke" if revoke else "/1.0/sign",
-                options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
+                path=path,
+                options=options,
             )
     if output_file:
         write_output(output_file, token.encode(), mode=0o600)

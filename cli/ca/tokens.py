@@ -157,12 +157,16 @@ def unverified_claims(token: str) -> dict[str, Any]:
 def jwk_flow(req: TokenRequest, provisioner: dict[str, Any]) -> str:
     """The JWK flow: decrypt the escrowed key with the password, sign the token."""
     pk = decrypt_provisioner_key(req.client, provisioner, req.password_file)
+    # An SSH token (`step ssh certificate`, `step ca token --ssh`) carries no `sans`, but
+    # `step.ssh` = {certType, keyID, principals, validAfter, validBefore}, as step's does.
+    ssh = req.options.get("ssh")
     return sign_token(
         pk,
         subject=req.subject,
         aud=req.audience,
-        sans=req.sans or [req.subject],
+        sans=None if ssh else req.sans or [req.subject],
         root_fingerprint=req.root_fingerprint,
         not_before=req.not_before,
         expires=req.expires,
+        extra={"step": {"ssh": ssh}} if ssh else None,
     )
