@@ -49,8 +49,8 @@ def test_context_manager_closes(tmp_path: Path) -> None:
 
 def test_capabilities_are_probed_by_protocol(tmp_path: Path) -> None:
     """Callers ask `isinstance(store, KeyLister)`, never the scheme: the file store is a
-    KeyManager only; the PKCS#11 store lists keys; the YubiKey store attests and stores
-    certificates."""
+    KeyManager only; the PKCS#11 store lists keys; the YubiKey store also lists keys, attests
+    and stores certificates."""
     from keystores import Attester, CertificateStore, KeyLister, KeyManager
     from keystores.pkcs11 import Pkcs11KeyStore
     from keystores.yubikey import YubiKeyStore
@@ -65,4 +65,4 @@ def test_capabilities_are_probed_by_protocol(tmp_path: Path) -> None:
     yubikey = open_keystore("yubikey:slot-id=9c")
     assert isinstance(yubikey, YubiKeyStore)
     assert isinstance(yubikey, KeyManager | Attester) and isinstance(yubikey, CertificateStore)
-    assert not isinstance(yubikey, KeyLister)
+    assert isinstance(yubikey, KeyLister)  # step kms list yubikey:
