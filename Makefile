@@ -37,6 +37,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/pcscd ] && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || missing="$$missing pcscd vsmartcard-vpcd"; \
 	[ -x /usr/sbin/sshd ] && command -v ssh-agent >/dev/null || missing="$$missing openssh-server openssh-client"; \
+	command -v certbot >/dev/null || missing="$$missing certbot"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from api import health, openapi, provisioners, renew, revocation, revoke, roots, sign, ssh
+from api import acme, health, openapi, provisioners, renew, revocation, revoke, roots, sign, ssh
 from api.metrics import RequestMetrics
 from api.middleware import RequestLog
 from api.render import (
@@ -15,6 +15,7 @@ from api.render import (
     handle_keystore_error,
     handle_unexpected,
 )
+from appliance.acme.problems import ACMEProblem
 from appliance.authority import Authority
 from keystores import KeyStoreError
 from pki.errors import CAError
@@ -75,4 +76,7 @@ def create_app(
         app.add_route(path, resource)
         app.add_route("/1.0" + path, resource)
     app.add_sink(ocsp.sink, prefix=r"^(/1\.0)?/ocsp/")
+    app.add_error_handler(ACMEProblem, acme.error_handler(authority))
+    for path, resource in acme.routes(authority):  # not under /1.0, as step-ca
+        app.add_route(path, resource)
     return app

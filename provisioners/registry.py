@@ -41,6 +41,7 @@ FACTORIES: dict[str, str] = {
     "azure": "provisioners.azure:AzureProvisioner",
     "x5c": "provisioners.x5c:X5CProvisioner",
     "sshpop": "provisioners.sshpop:SSHPOPProvisioner",
+    "acme": "provisioners.acme:ACMEProvisioner",
 }
 
 

@@ -30,6 +30,7 @@ from provisioners.fields import (
     Bool,
     GoDuration,
     Object,
+    PositiveInt,
     RequiredStr,
     Schema,
     Str,
@@ -166,6 +167,25 @@ class AzureSchema(_CloudSchema):
     issuer: Str = None
 
 
+class ACMEOwnSchema(Schema):
+    """Stepstone's own ACME settings: where http-01 is fetched (step-ca's `--acme-http-port`)
+    and, for tests on loopback, fixed addresses for names (no resolver is asked for them)."""
+
+    httpPort: PositiveInt = None
+    hosts: dict[str, str] | None = None
+
+
+class ACMESchema(ProvisionerSchema):
+    forceCN: Bool = None
+    requireEAB: Bool = None
+    challenges: Strings = None
+    attestationFormats: Strings = None
+    termsOfService: Str = None
+    website: Str = None
+    caaIdentities: Strings = None
+    stepstone: ACMEOwnSchema | None = None
+
+
 class X5COwnSchema(Schema):
     rootsFile: Str = None
 
@@ -184,6 +204,7 @@ SCHEMAS: dict[str, type[ProvisionerSchema]] = {
     "gcp": GCPSchema,
     "azure": AzureSchema,
     "x5c": X5CSchema,
+    "acme": ACMESchema,
 }
 _KNOWN = {t.lower() for t in PROVISIONER_TYPES}
 
@@ -208,6 +229,7 @@ AnyProvisioner = Annotated[
     | Annotated[GCPSchema, Tag(_TAG + "gcp")]
     | Annotated[AzureSchema, Tag(_TAG + "azure")]
     | Annotated[X5CSchema, Tag(_TAG + "x5c")]
+    | Annotated[ACMESchema, Tag(_TAG + "acme")]
     | Annotated[ProvisionerSchema, Tag(_TAG + "other")],
     Discriminator(_provisioner_tag),
 ]

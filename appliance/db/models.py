@@ -150,3 +150,73 @@ revoked_ssh_certs = Table(
     Column("provisioner", String(255), nullable=False, default=""),
     Column("token_id", String(255), nullable=False, default=""),
 )
+
+# --- ACME (RFC 8555; migration 0006). JSON lists are Text: identical on SQLite and PostgreSQL.
+
+acme_accounts = Table(
+    "acme_accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("provisioner", String(255), nullable=False),
+    Column("thumbprint", String(64), nullable=False, unique=True, comment="RFC 7638, base64url"),
+    Column("jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("contact", Text, nullable=False, default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+acme_orders = Table(
+    "acme_orders",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False, index=True),
+    Column("provisioner", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("identifiers", Text, nullable=False),
+    Column("authz_ids", Text, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=True),
+    Column("not_after", DateTime(timezone=True), nullable=True),
+    Column("expires", DateTime(timezone=True), nullable=False),
+    Column("serial", String(64), nullable=True, comment="the certificate, once issued"),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+acme_authzs = Table(
+    "acme_authzs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kind", String(8), nullable=False, comment="identifier type: dns or ip"),
+    Column("value", String(1024), nullable=False),
+    Column("wildcard", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+acme_challenges = Table(
+    "acme_challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("authz_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False, comment="http-01, ..."),
+    Column("token", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("validated", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+acme_nonces = Table(
+    "acme_nonces",
+    metadata,
+    Column("nonce", String(64), primary_key=True, comment="issued; deleted when used"),
+    Column("issued_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+acme_certs = Table(
+    "acme_certs",
+    metadata,
+    Column("serial", String(64), primary_key=True, comment="x509_certs.serial"),
+    Column("account_id", String(64), nullable=False),
+    Column("order_id", String(64), nullable=False),
+)

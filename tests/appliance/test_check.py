@@ -216,7 +216,7 @@ def test_provisioner_problems(ca_dir: Path, tmp_path: Path) -> None:
         provs.append({"type": "AWS", "name": "aws", "iidRoots": str(tmp_path / "none.pem")})
         provs.append({"type": "X5C", "name": "x5c", "roots": base64.b64encode(b"").decode()})
         provs.append(dict(provs[0]))  # the same JWK again: a name clash
-        provs.append({"type": "ACME", "name": "acme"})  # skipped, as step-ca would
+        provs.append({"type": "SCEP", "name": "scep"})  # skipped: not built here
 
     edit_config(ca_dir, add)
     report = _check(ca_dir)
@@ -227,7 +227,7 @@ def test_provisioner_problems(ca_dir: Path, tmp_path: Path) -> None:
         "No such file or directory",
     ]
     assert report.warnings == [
-        "provisioner 'acme': type 'ACME' is not supported by this build and is skipped"
+        "provisioner 'scep': type 'SCEP' is not supported by this build and is skipped"
     ]
     assert [p.name for p in report.provisioners] == ["admin", "aws", "admin"]
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from appliance.config import CAConfig, ConfigError
 from appliance.config_edit import ConfigEditError, add_provisioner, update_provisioner
 from pki.jose import public_jwk
-from provisioners.schema import JWKSchema, OIDCSchema, ProvisionerSchema
+from provisioners.schema import ACMESchema, JWKSchema, OIDCSchema, ProvisionerSchema
 
 PATH = Path("ca.json")
 Change = Callable[[dict[str, Any]], None]
@@ -383,7 +383,8 @@ def test_step_ca_types_this_build_skips_are_accepted() -> None:
     ]
     cfg = _load(_set("authority.provisioners", provs))
     assert [p.name for p in cfg.provisioners] == [p["name"] for p in provs]
-    assert [type(p) for p in cfg.provisioners] == [ProvisionerSchema] * 5 + [JWKSchema]
+    kinds = [ACMESchema] + [ProvisionerSchema] * 4 + [JWKSchema]
+    assert [type(p) for p in cfg.provisioners] == kinds
 
 
 def test_well_formed_values_resolve() -> None:

@@ -269,7 +269,7 @@ def test_migration_0005_up_and_down(tmp_path: Path) -> None:
     try:
         assert migrate(engine, "0004")[1] == "0004"
         assert "ssh_certs" not in inspect(engine).get_table_names()
-        assert migrate(engine) == ("0004", "0005")
+        assert migrate(engine, "0005") == ("0004", "0005")
         assert {"ssh_certs", "ssh_principals"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

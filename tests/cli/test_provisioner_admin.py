@@ -678,6 +678,6 @@ def test_validate_refuses_what_the_ca_refuses(ca_json: Path) -> None:
 
 def test_validate_reports_provisioners_that_will_start_disabled(ca_json: Path) -> None:
     raw = json.loads(ca_json.read_text())
-    raw["authority"]["provisioners"].append({"type": "ACME", "name": "acme"})
+    raw["authority"]["provisioners"].append({"type": "SCEP", "name": "scep"})
     warnings = validate(raw, ca_json)
-    assert len(warnings) == 1 and "acme" in warnings[0]
+    assert len(warnings) == 1 and "scep" in warnings[0]

@@ -13,6 +13,7 @@ from provisioners.base import ProvisionerConfigError
 from provisioners.claims import Claims
 from provisioners.schema import (
     PROVISIONER_TYPES,
+    ACMESchema,
     AWSSchema,
     AzureSchema,
     ClaimsSchema,
@@ -44,7 +45,7 @@ def _refused(entry: Any) -> str:
         ("GCP", GCPSchema),
         ("Azure", AzureSchema),
         ("X5C", X5CSchema),
-        ("ACME", ProvisionerSchema),
+        ("ACME", ACMESchema),
         ("k8ssa", ProvisionerSchema),
     ],
 )

@@ -1,0 +1,1 @@
+"""ACME (RFC 8555) for the ACME provisioners: JWS requests, records, challenge validation."""

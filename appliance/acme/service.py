@@ -1,0 +1,390 @@
+"""What an ACME request does, once its JWS is checked: accounts, orders, validation,
+issuance and revocation, with the certificate going through the authority's issuance path
+(recorded in x509_certs and the audit log like any other)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from appliance import csr_checks
+from appliance.acme import jws, validation
+from appliance.acme.problems import ACMEProblem, malformed, not_found, unauthorized
+from appliance.acme.store import Row, Store, aware
+from appliance.authority import Authority
+from appliance.db.audit import AuditEvent
+from appliance.db.repository import Revocation
+from appliance.metrics import CERTIFICATES_ISSUED, CERTIFICATES_REVOKED
+from appliance.profiles import LeafRequest, build_leaf, subject_name
+from appliance.validity import Window, check_window, requested_window
+from pki.errors import CAError
+from pki.sans import SubjectAltNames
+from provisioners.acme import ACMEProvisioner
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account a request is signed by."""
+
+    row: Row
+    key: Any  # jwcrypto JWK
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+class ACME:
+    """One provisioner's ACME service."""
+
+    def __init__(self, authority: Authority, provisioner: ACMEProvisioner, store: Store) -> None:
+        self.authority = authority
+        self.prov = provisioner
+        self.store = store
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def account_for(self, request: jws.Request, account_url_prefix: str) -> Account:
+        """The account of a `kid` request, its signature verified (not for `jwk` requests)."""
+        kid = request.kid
+        if kid is None:
+            raise malformed("this request must be signed with an account (kid)")
+        if not kid.startswith(account_url_prefix):
+            raise ACMEProblem("accountDoesNotExist", "account not found")
+        row = self.store.account(kid.removeprefix(account_url_prefix))
+        if row is None or row["provisioner"] != self.prov.name:
+            raise ACMEProblem("accountDoesNotExist", "account not found")
+        key = jws.load_key(json.loads(row["jwk"]))
+        jws.verify(request, key)
+        if row["status"] != "valid":
+            raise unauthorized(f"account is {row['status']}")
+        return Account(row, key)
+
+    def new_account(self, request: jws.Request) -> tuple[Row, bool]:
+        """The account of the request's `jwk` (created unless it exists or the client only
+        asks for an existing one)."""
+        value = request.jwk
+        if value is None:
+            raise malformed("new-account must be signed with a jwk")
+        key = jws.load_key(value)
+        jws.verify(request, key)
+        payload = request.json_payload()
+        thumb = jws.thumbprint(key)
+        existing = self.store.account_by_thumbprint(thumb)
+        if existing is not None:
+            if existing["status"] != "valid":
+                raise unauthorized(f"account is {existing['status']}")
+            return existing, False
+        if payload.get("onlyReturnExisting") is True:
+            raise ACMEProblem("accountDoesNotExist", "account does not exist")
+        if self.prov.acme.requireEAB:
+            raise ACMEProblem(
+                "externalAccountRequired", "no external account binding provided", 401
+            )
+        contact = _contact(payload.get("contact"))
+        public = json.loads(key.export_public())
+        return self.store.create_account(self.prov.name, thumb, public, contact)
+
+    def update_account(self, account: Account, payload: dict[str, Any]) -> Row:
+        values: dict[str, Any] = {}
+        if "contact" in payload:
+            values["contact"] = json.dumps(_contact(payload["contact"]))
+        if payload.get("status") == "deactivated":
+            values["status"] = "deactivated"
+        elif "status" in payload and payload["status"] != account.row["status"]:
+            raise malformed(f"cannot change the account status to {payload['status']!r}")
+        if values:
+            self.store.update_account(account.id, **values)
+        row = self.store.account(account.id)
+        assert row is not None
+        return row
+
+    def key_change(self, request: jws.Request, account_prefix: str) -> Row:
+        """Roll the account's key (RFC 8555 §7.3.5): the outer JWS by the old key, the inner
+        (its payload) by the new one, naming the account and the old key."""
+        account = self.account_for(request, account_prefix)
+        inner = jws.parse(request.payload, inner=True)
+        if inner.url != request.url:
+            raise malformed("the inner JWS's url is not the outer one's")
+        assert inner.jwk is not None
+        new_key = jws.load_key(inner.jwk)
+        jws.verify(inner, new_key)
+        payload = inner.json_payload()
+        old = payload.get("oldKey")
+        if payload.get("account") != request.kid or not isinstance(old, dict):
+            raise malformed("the inner payload must name this account and its old key")
+        if jws.thumbprint(jws.load_key(old)) != account.row["thumbprint"]:
+            raise unauthorized("oldKey is not the account's key")
+        thumb = jws.thumbprint(new_key)
+        if self.store.account_by_thumbprint(thumb) is not None:
+            raise ACMEProblem("malformed", "the new key is already an account's key", 409)
+        public = json.loads(new_key.export_public())
+        self.store.update_account(
+            account.id, thumbprint=thumb, jwk=json.dumps(public, sort_keys=True)
+        )
+        row = self.store.account(account.id)
+        assert row is not None
+        return row
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def new_order(self, account: Account, payload: dict[str, Any]) -> Row:
+        idents = payload.get("identifiers")
+        if not isinstance(idents, list) or not idents:
+            raise malformed("the order has no identifiers")
+        clean: list[dict[str, str]] = []
+        for ident in idents:
+            if not isinstance(ident, dict) or not all(
+                isinstance(ident.get(k), str) for k in ("type", "value")
+            ):
+                raise malformed("an identifier needs a type and a value")
+            kind, value = ident["type"], ident["value"].lower()
+            if kind == "ip":
+                value = str(ipaddress.ip_address(value)) if _is_ip(value) else value
+            problem = self.prov.identifier_problem(kind, value)
+            if problem:
+                raise ACMEProblem(
+                    "rejectedIdentifier" if kind in ("dns", "ip") else "unsupportedIdentifier",
+                    problem,
+                )
+            if {"type": kind, "value": value} not in clean:
+                clean.append({"type": kind, "value": value})
+        challenges = self.prov.challenges
+        if not challenges:
+            raise ACMEProblem(
+                "serverInternal", "this provisioner offers no challenge this CA can validate", 500
+            )
+        window = self._window(payload)
+        return self.store.create_order(account.id, self.prov.name, clean, challenges, window)
+
+    def _window(self, payload: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+        bounds: list[datetime | None] = []
+        for key in ("notBefore", "notAfter"):
+            text = payload.get(key)
+            if text in (None, ""):
+                bounds.append(None)
+                continue
+            try:
+                bounds.append(aware(datetime.fromisoformat(str(text).replace("Z", "+00:00"))))
+            except ValueError:
+                raise malformed(f"{key} is not an RFC 3339 time") from None
+        return bounds[0], bounds[1]
+
+    def order(self, account: Account, order_id: str) -> Row:
+        row = self.store.order(order_id)
+        if row is None or row["account_id"] != account.id:
+            raise not_found("order")
+        if row["status"] in ("pending", "ready") and aware(row["expires"]) < datetime.now(UTC):
+            self.store.set_order(order_id, row["status"], status="invalid")
+            row["status"] = "invalid"
+        return row
+
+    def authz(self, account: Account, authz_id: str) -> tuple[Row, list[Row]]:
+        row = self.store.authz(authz_id)
+        if row is None or row["account_id"] != account.id:
+            raise not_found("authorization")
+        return row, self.store.challenges(authz_id)
+
+    # --- challenges -----------------------------------------------------------------------
+
+    def start_challenge(self, account: Account, authz_id: str, challenge_id: str) -> Row:
+        """Queue the validation (once); the challenge as it is now."""
+        authz, _ = self.authz(account, authz_id)
+        challenge = self.store.challenge(authz_id, challenge_id)
+        if challenge is None:
+            raise not_found("challenge")
+        if authz["status"] == "pending" and self.store.start_challenge(challenge_id):
+            challenge["status"] = "processing"
+            expected = f"{challenge['token']}.{jws.thumbprint(account.key)}"
+            validation.submit(partial(self._validate, authz, challenge, expected))
+        return challenge
+
+    def _validate(self, authz: Row, challenge: Row, expected: str) -> None:
+        if challenge["kind"] != "http-01":
+            error: dict[str, Any] | None = {
+                "type": "urn:ietf:params:acme:error:serverInternal",
+                "detail": f"{challenge['kind']} is not supported",
+                "status": 500,
+            }
+        else:
+            url = validation.http01_url(
+                authz["kind"], authz["value"], challenge["token"], self.prov.http_port,
+                self.prov.hosts,
+            )  # fmt: skip
+            error = validation.http01(url, authz["value"], expected)
+        self.store.finish_challenge(challenge, error)
+
+    # --- finalize and revoke --------------------------------------------------------------
+
+    def finalize(self, account: Account, order_id: str, payload: dict[str, Any]) -> Row:
+        order = self.order(account, order_id)
+        if order["status"] != "ready":
+            raise ACMEProblem("orderNotReady", f"order is {order['status']}, not ready", 403)
+        csr_b64 = payload.get("csr")
+        if not isinstance(csr_b64, str):
+            raise malformed("finalize needs a csr")
+        try:
+            csr = x509.load_der_x509_csr(jws.b64decode(csr_b64))
+        except ValueError:
+            raise ACMEProblem("badCSR", "the csr cannot be parsed") from None
+        if not csr.is_signature_valid:
+            raise ACMEProblem("badCSR", "the csr signature is invalid")
+        try:
+            csr_checks.check_key(csr)
+        except CAError as exc:
+            raise ACMEProblem("badCSR", str(exc)) from None
+        names = [i["value"] for i in json.loads(order["identifiers"])]
+        common_name = _csr_names(csr, names)
+        if not common_name and self.prov.acme.forceCN:
+            common_name = names[0]
+        if not self.store.set_order(order_id, "ready", status="processing"):
+            raise ACMEProblem("orderNotReady", "the order is being finalized", 403)
+        try:
+            cert = self._issue(account, order, csr, common_name, names)
+        except BaseException:
+            self.store.set_order(order_id, "processing", status="ready")
+            raise
+        self.store.record_certificate(cert.serial_number, account.id, order_id)
+        return self.order(account, order_id)
+
+    def _issue(
+        self,
+        account: Account,
+        order: Row,
+        csr: x509.CertificateSigningRequest,
+        common_name: str,
+        names: list[str],
+    ) -> x509.Certificate:
+        authority, claims = self.authority, self.prov.claims
+        now = datetime.now(UTC)
+        window = requested_window(None, None, now, claims, authority.config.backdate)
+        if order["not_before"] or order["not_after"]:
+            nb = aware(order["not_before"]) if order["not_before"] else window.not_before
+            na = aware(order["not_after"]) if order["not_after"] else nb + claims.default_tls
+            window = Window(nb, na)
+        try:
+            check_window(window, now, claims, authority.config.backdate)
+        except CAError as exc:
+            raise ACMEProblem("malformed", str(exc)) from None
+        extension = None if claims.disable_smallstep_extensions else self.prov.extension(account.id)
+        request = LeafRequest(
+            subject=subject_name(common_name, authority.config.template),
+            sans=SubjectAltNames.split(names),
+            public_key=csr.public_key(),
+            not_before=window.not_before,
+            not_after=window.not_after,
+            extension=extension,
+            revocation=authority._pointers,
+        )
+        cert = authority.repository.issue(
+            None,
+            self.prov.name,
+            lambda: authority.issuer_signer.sign_with(
+                partial(build_leaf, request, authority.intermediates[0])
+            ),
+            AuditEvent(
+                "certificate.sign",
+                f"{self.prov.name}:{common_name or names[0]}",
+                details={"provisioner": self.prov.name, "acme_account": account.id},
+            ),
+        )
+        CERTIFICATES_ISSUED.labels(self.prov.name).inc()
+        return cert
+
+    def revoke(self, request: jws.Request, account_prefix: str) -> None:
+        """revoke-cert signed by the account that ordered the certificate, or by the
+        certificate's own key (`jwk`)."""
+        if request.kid is not None:
+            account: Account | None = self.account_for(request, account_prefix)
+        else:
+            account = None
+            if request.jwk is None:
+                raise malformed("revoke-cert needs a kid or a jwk")
+            jws.verify(request, jws.load_key(request.jwk))
+        payload = request.json_payload()
+        try:
+            cert = x509.load_der_x509_certificate(jws.b64decode(str(payload.get("certificate"))))
+        except ValueError:
+            raise malformed("the certificate cannot be parsed") from None
+        reason = payload.get("reason", 0)
+        if isinstance(reason, bool) or not isinstance(reason, int) or not 0 <= reason <= 10:
+            raise ACMEProblem("badRevocationReason", f"reason {reason!r} is not allowed")
+        serial = cert.serial_number
+        stored = self.authority.repository.certificate(serial)
+        if stored is None or stored != cert:
+            raise ACMEProblem("malformed", "certificate not found", 404)
+        if account is not None:
+            if self.store.certificate_account(serial) != account.id:
+                raise unauthorized("the account did not order this certificate")
+        else:
+            assert request.jwk is not None
+            mine = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            theirs = jws.load_key(request.jwk).get_op_key("verify")
+            if theirs.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != mine:
+                raise unauthorized("the jwk is not the certificate's key")
+        if self.authority.repository.is_revoked(serial):
+            raise ACMEProblem("alreadyRevoked", "certificate is already revoked")
+        actor = f"{self.prov.name}:{account.id if account else 'certificate key'}"
+        self.authority.repository.revoke(
+            Revocation(
+                serial=serial,
+                reason_code=reason,
+                reason="",
+                provisioner=self.prov.name,
+                token_id="",
+                mtls=False,
+                revoked_at=datetime.now(UTC).replace(microsecond=0),
+            ),
+            None,
+            AuditEvent("certificate.revoke", actor, details={"provisioner": self.prov.name}),
+        )
+        CERTIFICATES_REVOKED.labels(self.prov.name).inc()
+        if self.authority.config.crl.enabled and self.authority.config.crl.generate_on_revoke:
+            self.authority.crl.generate()
+
+
+def _contact(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise malformed("contact must be a list of URLs")
+    for item in value:
+        if not item.startswith("mailto:"):
+            raise ACMEProblem("unsupportedContact", f"contact {item!r} is not a mailto: URL")
+    return list(value)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _csr_names(csr: x509.CertificateSigningRequest, names: list[str]) -> str:
+    """The CSR's common name ("" when none); badCSR unless its names are the order's."""
+    cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    common_name = str(cns[0].value).lower() if cns else ""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        ext = None
+    sans = SubjectAltNames.of(ext)
+    requested = {n.lower() for n in sans.dns} | {str(ip) for ip in sans.ips}
+    if sans.emails or sans.uris:
+        raise ACMEProblem("badCSR", "the csr has names that are neither DNS names nor IPs")
+    if common_name:
+        requested.add(common_name)
+    if requested != {n.lower() for n in names}:
+        raise ACMEProblem(
+            "badCSR", f"the csr's names {sorted(requested)} are not the order's {sorted(names)}"
+        )
+    return common_name

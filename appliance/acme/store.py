@@ -1,0 +1,307 @@
+"""ACME records in the CA's database (tables in appliance.db.models, migration 0006).
+
+Every state change is one short transaction, so appliances sharing a database see the same
+accounts, orders and nonces; a nonce is single-use because using it deletes its row.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from appliance.db.models import (
+    acme_accounts,
+    acme_authzs,
+    acme_certs,
+    acme_challenges,
+    acme_nonces,
+    acme_orders,
+)
+
+NONCE_LIFETIME = timedelta(hours=1)
+ORDER_LIFETIME = timedelta(hours=24)
+Row = dict[str, Any]
+
+
+def new_id() -> str:
+    """A random, URL-safe id for a record (as step-ca's 32-character ids)."""
+    return secrets.token_urlsafe(24)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back: they are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Store:
+    """The ACME tables of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _one(self, conn: Connection, query: Any) -> Row | None:
+        row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
+
+    # --- nonces ---------------------------------------------------------------------------
+
+    def new_nonce(self) -> str:
+        nonce = secrets.token_urlsafe(24)
+        with self._tx() as conn:
+            conn.execute(insert(acme_nonces).values(nonce=nonce, issued_at=now()))
+        return nonce
+
+    def use_nonce(self, nonce: str) -> bool:
+        """Consume a nonce: True once for a nonce this CA issued within the hour (on any
+        appliance of the database), False ever after. Stale nonces are purged on the way."""
+        cutoff = now() - NONCE_LIFETIME
+        with self._tx() as conn:
+            used = conn.execute(
+                delete(acme_nonces).where(
+                    acme_nonces.c.nonce == nonce, acme_nonces.c.issued_at > cutoff
+                )
+            ).rowcount
+            if secrets.randbelow(64) == 0:
+                conn.execute(delete(acme_nonces).where(acme_nonces.c.issued_at <= cutoff))
+        return used == 1
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def account(self, account_id: str) -> Row | None:
+        with self._tx() as conn:
+            return self._one(conn, select(acme_accounts).where(acme_accounts.c.id == account_id))
+
+    def account_by_thumbprint(self, thumbprint: str) -> Row | None:
+        with self._tx() as conn:
+            return self._one(
+                conn, select(acme_accounts).where(acme_accounts.c.thumbprint == thumbprint)
+            )
+
+    def create_account(
+        self, provisioner: str, thumbprint: str, jwk: dict[str, Any], contact: list[str]
+    ) -> tuple[Row, bool]:
+        """The account of this key, and whether it is new (a concurrent creation of the same
+        key, here or on another appliance, returns the one that won)."""
+        row = {
+            "id": new_id(),
+            "provisioner": provisioner,
+            "thumbprint": thumbprint,
+            "jwk": json.dumps(jwk, sort_keys=True),
+            "status": "valid",
+            "contact": json.dumps(contact),
+            "created_at": now(),
+        }
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(acme_accounts).values(row))
+        except IntegrityError:
+            existing = self.account_by_thumbprint(thumbprint)
+            if existing is None:
+                raise
+            return existing, False
+        return row, True
+
+    def update_account(self, account_id: str, **values: Any) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(acme_accounts).where(acme_accounts.c.id == account_id).values(values)
+            )
+
+    # --- orders, authorizations, challenges ----------------------------------------------
+
+    def create_order(
+        self,
+        account_id: str,
+        provisioner: str,
+        identifiers: list[dict[str, str]],
+        challenges: list[str],
+        window: tuple[datetime | None, datetime | None],
+    ) -> Row:
+        """An order with one pending authorization per identifier, each with one challenge
+        of every offered type (all sharing the authorization's token, as step-ca)."""
+        created, expires = now(), now() + ORDER_LIFETIME
+        authz_ids: list[str] = []
+        with self._tx() as conn:
+            for ident in identifiers:
+                authz_id = new_id()
+                authz_ids.append(authz_id)
+                wildcard = ident["value"].startswith("*.")
+                conn.execute(
+                    insert(acme_authzs).values(
+                        id=authz_id,
+                        account_id=account_id,
+                        kind=ident["type"],
+                        value=ident["value"].removeprefix("*."),
+                        wildcard=wildcard,
+                        status="pending",
+                        expires=expires,
+                    )
+                )
+                token = secrets.token_urlsafe(32)
+                for kind in challenges:
+                    conn.execute(
+                        insert(acme_challenges).values(
+                            id=new_id(), authz_id=authz_id, kind=kind, token=token, status="pending"
+                        )
+                    )
+            row = {
+                "id": new_id(),
+                "account_id": account_id,
+                "provisioner": provisioner,
+                "status": "pending",
+                "identifiers": json.dumps(identifiers),
+                "authz_ids": json.dumps(authz_ids),
+                "not_before": window[0],
+                "not_after": window[1],
+                "expires": expires,
+                "serial": None,
+                "error": None,
+                "created_at": created,
+            }
+            conn.execute(insert(acme_orders).values(row))
+        return row
+
+    def order(self, order_id: str) -> Row | None:
+        with self._tx() as conn:
+            return self._one(conn, select(acme_orders).where(acme_orders.c.id == order_id))
+
+    def orders_of(self, account_id: str) -> list[str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(acme_orders.c.id)
+                .where(acme_orders.c.account_id == account_id)
+                .order_by(acme_orders.c.created_at, acme_orders.c.id)
+            )
+            return [str(r[0]) for r in rows]
+
+    def set_order(self, order_id: str, expect: str, **values: Any) -> bool:
+        """Move an order out of status `expect` (compare-and-set: one finalize wins)."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(acme_orders)
+                .where(acme_orders.c.id == order_id, acme_orders.c.status == expect)
+                .values(values)
+            ).rowcount
+        return changed == 1
+
+    def authz(self, authz_id: str) -> Row | None:
+        with self._tx() as conn:
+            return self._one(conn, select(acme_authzs).where(acme_authzs.c.id == authz_id))
+
+    def authzs(self, authz_ids: list[str]) -> list[Row]:
+        with self._tx() as conn:
+            rows = conn.execute(select(acme_authzs).where(acme_authzs.c.id.in_(authz_ids)))
+            by_id = {r["id"]: dict(r) for r in rows.mappings()}
+        return [by_id[i] for i in authz_ids if i in by_id]
+
+    def challenges(self, authz_id: str) -> list[Row]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(acme_challenges)
+                .where(acme_challenges.c.authz_id == authz_id)
+                .order_by(acme_challenges.c.kind)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    def challenge(self, authz_id: str, challenge_id: str) -> Row | None:
+        with self._tx() as conn:
+            return self._one(
+                conn,
+                select(acme_challenges).where(
+                    acme_challenges.c.id == challenge_id, acme_challenges.c.authz_id == authz_id
+                ),
+            )
+
+    def start_challenge(self, challenge_id: str) -> bool:
+        """pending -> processing; False when another request already started it."""
+        with self._tx() as conn:
+            return (
+                conn.execute(
+                    update(acme_challenges)
+                    .where(
+                        acme_challenges.c.id == challenge_id,
+                        acme_challenges.c.status == "pending",
+                    )
+                    .values(status="processing")
+                ).rowcount
+                == 1
+            )
+
+    def finish_challenge(self, challenge: Row, error: dict[str, Any] | None) -> None:
+        """The outcome of a validation: the challenge, its authorization and, once every
+        authorization of an order is valid (or one is invalid), the order."""
+        status = "invalid" if error else "valid"
+        with self._tx() as conn:
+            conn.execute(
+                update(acme_challenges)
+                .where(acme_challenges.c.id == challenge["id"])
+                .values(
+                    status=status,
+                    validated=None if error else now(),
+                    error=json.dumps(error) if error else None,
+                )
+            )
+            conn.execute(
+                update(acme_authzs)
+                .where(acme_authzs.c.id == challenge["authz_id"], acme_authzs.c.status == "pending")
+                .values(status=status)
+            )
+            orders = conn.execute(
+                select(acme_orders.c.id, acme_orders.c.authz_ids).where(
+                    acme_orders.c.status == "pending",
+                    acme_orders.c.authz_ids.contains(challenge["authz_id"], autoescape=True),
+                )
+            ).all()
+            for order_id, authz_ids in orders:
+                ids = json.loads(authz_ids)
+                states = {
+                    r[0]
+                    for r in conn.execute(
+                        select(acme_authzs.c.status).where(acme_authzs.c.id.in_(ids))
+                    )
+                }
+                new = "invalid" if "invalid" in states else "ready" if states == {"valid"} else None
+                if new:
+                    conn.execute(
+                        update(acme_orders)
+                        .where(acme_orders.c.id == order_id, acme_orders.c.status == "pending")
+                        .values(status=new)
+                    )
+
+    # --- certificates ---------------------------------------------------------------------
+
+    def record_certificate(self, serial: int, account_id: str, order_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                insert(acme_certs).values(
+                    serial=str(serial), account_id=account_id, order_id=order_id
+                )
+            )
+            conn.execute(
+                update(acme_orders)
+                .where(acme_orders.c.id == order_id)
+                .values(status="valid", serial=str(serial))
+            )
+
+    def certificate_account(self, serial: int) -> str | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(acme_certs.c.account_id).where(acme_certs.c.serial == str(serial))
+            ).first()
+        return str(row[0]) if row else None

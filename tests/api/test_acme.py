@@ -1,0 +1,342 @@
+"""ACME routes in-process (falcon.testing over a fresh CA with an ACME provisioner): the JWS
+envelope's checks and problem documents, a whole order with the CA fetching http-01 from a
+server on 127.0.0.1, identifiers refused by policy, revocation by the certificate's key."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import falcon
+import falcon.testing
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwcrypto import jwk, jws  # type: ignore[import-untyped]
+
+from api.app import create_app
+from appliance.authority import Authority
+from appliance.config import CAConfig
+from appliance.pki import InitRequest, init_pki
+from tests.e2e.harness import free_port
+
+NAME = "www.acme.test"
+PROBLEM = "urn:ietf:params:acme:error:"
+BASE = "https://127.0.0.1:9/acme/acme"
+
+
+class Challenges(http.server.BaseHTTPRequestHandler):
+    """Serves the key authorizations in `answers` (token -> text)."""
+
+    answers: ClassVar[dict[str, str]] = {}
+
+    def do_GET(self) -> None:
+        token = self.path.rsplit("/", 1)[-1]
+        body = self.answers.get(token, "").encode()
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http01_port() -> Iterator[int]:
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Challenges)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield port
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def client(
+    tmp_path_factory: pytest.TempPathFactory, http01_port: int
+) -> Iterator[falcon.testing.TestClient]:
+    base = tmp_path_factory.mktemp("acme") / "step"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STEPPATH", str(base))
+    try:
+        init_pki(InitRequest(base, "ACME", ["127.0.0.1"], "127.0.0.1:9", "admin",
+                             b"ca-pw", b"prov-pw"))  # fmt: skip
+        path = base / "config" / "ca.json"
+        cfg = json.loads(path.read_text())
+        cfg["authority"]["provisioners"].append(
+            {
+                "type": "ACME",
+                "name": "acme",
+                "forceCN": True,
+                "challenges": ["http-01"],
+                "termsOfService": "https://ca.test/tos",
+                "stepstone": {"httpPort": http01_port, "hosts": {NAME: "127.0.0.1"}},
+            }
+        )
+        path.write_text(json.dumps(cfg))
+        authority = Authority.open(CAConfig.load(path), password=b"ca-pw")
+        yield falcon.testing.TestClient(create_app(authority))
+    finally:
+        mp.undo()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Client:
+    """A minimal ACME client: jwcrypto signs, the test drives each request."""
+
+    def __init__(self, http: falcon.testing.TestClient, kty: str = "EC") -> None:
+        self.http = http
+        self.key = (
+            jwk.JWK.generate(kty="EC", crv="P-256")
+            if kty == "EC"
+            else jwk.JWK.generate(kty="OKP", crv="Ed25519")
+            if kty == "OKP"
+            else jwk.JWK.generate(kty="RSA", size=2048)
+        )
+        self.alg = {"EC": "ES256", "OKP": "EdDSA", "RSA": "RS256"}[kty]
+        self.kid: str | None = None
+
+    def nonce(self) -> str:
+        return str(self.http.simulate_head("/acme/acme/new-nonce").headers["Replay-Nonce"])
+
+    def body(
+        self, url: str, payload: Any, *, nonce: str | None = None, jwk: bool = False, **header: Any
+    ) -> str:
+        protected: dict[str, Any] = {"alg": self.alg, "nonce": nonce or self.nonce(), "url": url}
+        if self.kid and not jwk:
+            protected["kid"] = self.kid
+        else:
+            protected["jwk"] = json.loads(self.key.export_public())
+        protected.update(header)
+        token = jws.JWS(b"" if payload is None else json.dumps(payload).encode())
+        token.add_signature(self.key, None, json.dumps(protected))
+        return str(token.serialize())
+
+    def post(self, path: str, payload: Any = None, **kw: Any) -> falcon.testing.Result:
+        url = kw.pop("url", f"https://127.0.0.1:9{path}")
+        return self.http.simulate_post(
+            path,
+            body=self.body(url, payload, **kw),
+            headers={"Content-Type": "application/jose+json"},
+        )
+
+    def register(self) -> falcon.testing.Result:
+        result = self.post("/acme/acme/new-account", {"termsOfServiceAgreed": True}, jwk=True)
+        self.kid = result.headers["Location"]
+        return result
+
+    def thumbprint(self) -> str:
+        return str(self.key.thumbprint())
+
+
+def path(url: str) -> str:
+    return url.removeprefix("https://127.0.0.1:9")
+
+
+def problem(result: falcon.testing.Result, kind: str, status: int = 400) -> None:
+    assert result.status_code == status, result.text
+    assert result.headers["Content-Type"] == "application/problem+json"
+    assert result.json["type"] == PROBLEM + kind
+    assert result.headers["Replay-Nonce"]
+
+
+def test_directory_and_nonces(client: falcon.testing.TestClient) -> None:
+    for prefix in ("/acme", "/2.0/acme"):
+        got = client.simulate_get(f"{prefix}/acme/directory")
+        assert got.status_code == 200
+        assert got.json == {
+            "newNonce": f"{BASE}/new-nonce",
+            "newAccount": f"{BASE}/new-account",
+            "newOrder": f"{BASE}/new-order",
+            "revokeCert": f"{BASE}/revoke-cert",
+            "keyChange": f"{BASE}/key-change",
+            "meta": {"termsOfService": "https://ca.test/tos", "externalAccountRequired": False},
+        }
+    head = client.simulate_head("/acme/acme/new-nonce")
+    get = client.simulate_get("/2.0/acme/acme/new-nonce")
+    assert (head.status_code, get.status_code) == (200, 204)
+    assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
+    assert head.headers["Cache-Control"] == "no-store"
+    assert client.simulate_get("/1.0/acme/acme/directory").status_code == 404
+    problem(client.simulate_get("/acme/admin/directory"), "accountDoesNotExist", 404)
+
+
+def test_provisioners_lists_the_acme_entry(client: falcon.testing.TestClient) -> None:
+    listed = client.simulate_get("/provisioners").json["provisioners"]
+    acme = [p for p in listed if p["type"] == "ACME"]
+    assert [list(p)[:4] for p in acme] == [["type", "name", "forceCN", "challenges"]]
+
+
+def test_the_envelope_is_checked(client: falcon.testing.TestClient) -> None:
+    acme = Client(client)
+    created = acme.register()
+    assert created.status_code == 201
+    assert created.headers["Location"].startswith(f"{BASE}/account/")
+    assert created.json["status"] == "valid"
+    assert acme.register().status_code == 200  # the same key: the same account
+
+    nonce = acme.nonce()
+    first = acme.post("/acme/acme/new-order", {"identifiers": []}, nonce=nonce)
+    problem(first, "malformed")
+    problem(acme.post("/acme/acme/new-order", {}, nonce=nonce), "badNonce")
+    problem(acme.post("/acme/acme/new-order", {}, url=f"{BASE}/new-account"), "unauthorized", 401)
+    hs256 = {"alg": "HS256", "nonce": acme.nonce(), "url": f"{BASE}/new-order", "kid": acme.kid}
+    forged = {"protected": b64(json.dumps(hs256).encode()), "payload": "", "signature": "AA"}
+    sent = client.simulate_post(
+        "/acme/acme/new-order",
+        body=json.dumps(forged),
+        headers={"Content-Type": "application/jose+json"},
+    )
+    problem(sent, "badSignatureAlgorithm")
+
+    stranger = Client(client)
+    stranger.kid = acme.kid  # signs with its own key under another account's kid
+    problem(stranger.post("/acme/acme/new-order", {}), "malformed")
+    problem(
+        stranger.post("/acme/acme/new-account", {"onlyReturnExisting": True}, jwk=True),
+        "accountDoesNotExist",
+    )
+    text = client.simulate_post("/acme/acme/new-order", body="{}",
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+    problem(text, "malformed", 415)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        ("dns", "127.0.0.1", "rejectedIdentifier"),
+        ("dns", "*.acme.test", "rejectedIdentifier"),
+        ("dns", "bad_name.test", "rejectedIdentifier"),
+        ("ip", "not-an-ip", "rejectedIdentifier"),
+        ("email", "a@b.test", "unsupportedIdentifier"),
+    ],
+)
+def test_names_outside_the_policy_are_refused(
+    client: falcon.testing.TestClient, kind: str, value: str, expected: str
+) -> None:
+    acme = Client(client)
+    acme.register()
+    order = acme.post("/acme/acme/new-order", {"identifiers": [{"type": kind, "value": value}]})
+    problem(order, expected)
+
+
+def wait_for(acme: Client, url: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        got = acme.post(path(url))
+        if got.json["status"] != "pending" or time.monotonic() > deadline:
+            assert got.json["status"] == status, got.json
+            return dict(got.json)
+        assert got.headers["Retry-After"] == "1"
+        time.sleep(0.2)
+
+
+def csr_der(key: ec.EllipticCurvePrivateKey, *names: str) -> str:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return b64(csr.public_bytes(serialization.Encoding.DER))
+
+
+@pytest.mark.parametrize("kty", ["EC", "OKP", "RSA"])
+def test_an_order_from_challenge_to_revocation(client: falcon.testing.TestClient, kty: str) -> None:
+    acme = Client(client, kty)
+    acme.register()
+    created = acme.post("/acme/acme/new-order", {"identifiers": [{"type": "dns", "value": NAME}]})
+    assert created.status_code == 201, created.text
+    order, order_url = created.json, created.headers["Location"]
+    assert order["status"] == "pending"
+    key = ec.generate_private_key(ec.SECP256R1())
+    early = acme.post(path(order["finalize"]), {"csr": csr_der(key, NAME)})
+    problem(early, "orderNotReady", 403)
+
+    authz = acme.post(path(order["authorizations"][0])).json
+    assert authz["identifier"] == {"type": "dns", "value": NAME}
+    (challenge,) = authz["challenges"]
+    assert challenge["type"] == "http-01"
+    Challenges.answers[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+    started = acme.post(path(challenge["url"]), {})
+    assert started.json["status"] in ("processing", "valid")
+    wait_for(acme, order["authorizations"][0], "valid")
+    assert acme.post(path(order_url)).json["status"] == "ready"
+
+    bad = acme.post(path(order["finalize"]), {"csr": csr_der(key, NAME, "other.test")})
+    problem(bad, "badCSR")
+    done = acme.post(path(order["finalize"]), {"csr": csr_der(key, NAME)})
+    assert done.status_code == 200, done.text
+    assert done.json["status"] == "valid"
+    chain = acme.post(path(done.json["certificate"]))
+    assert chain.headers["Content-Type"] == "application/pem-certificate-chain"
+    leaf = x509.load_pem_x509_certificates(chain.text.encode())[0]
+    assert leaf.subject.rfc4514_string() == f"CN={NAME}"  # forceCN
+    listed = acme.post(path(acme.kid or "") + "/orders").json["orders"]
+    assert order_url in listed
+
+    holder = Client(client, "EC")
+    holder.key = jwk.JWK.from_pem(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    der = b64(leaf.public_bytes(serialization.Encoding.DER))
+    stranger = Client(client)
+    stranger.register()
+    problem(stranger.post("/acme/acme/revoke-cert", {"certificate": der}), "unauthorized", 401)
+    revoked = holder.post("/acme/acme/revoke-cert", {"certificate": der})
+    assert revoked.status_code == 200, revoked.text
+    problem(acme.post("/acme/acme/revoke-cert", {"certificate": der}), "alreadyRevoked")
+
+
+def test_a_wrong_key_authorization_invalidates_the_order(
+    client: falcon.testing.TestClient,
+) -> None:
+    acme = Client(client)
+    acme.register()
+    order = acme.post("/acme/acme/new-order", {"identifiers": [{"type": "dns", "value": NAME}]})
+    authz_url = order.json["authorizations"][0]
+    (challenge,) = acme.post(path(authz_url)).json["challenges"]
+    Challenges.answers[challenge["token"]] = "wrong"
+    acme.post(path(challenge["url"]), {})
+    authz = wait_for(acme, authz_url, "invalid")
+    assert authz["challenges"][0]["error"]["type"] == PROBLEM + "incorrectResponse"
+    assert acme.post(path(order.headers["Location"])).json["status"] == "invalid"
+
+
+def test_key_change_moves_the_account_to_the_new_key(client: falcon.testing.TestClient) -> None:
+    acme = Client(client)
+    acme.register()
+    new = Client(client, "OKP")
+    url = f"{BASE}/key-change"
+    inner = jws.JWS(
+        json.dumps({"account": acme.kid, "oldKey": json.loads(acme.key.export_public())}).encode()
+    )
+    inner.add_signature(
+        new.key,
+        None,
+        json.dumps({"alg": "EdDSA", "url": url, "jwk": json.loads(new.key.export_public())}),
+    )
+    changed = acme.post("/acme/acme/key-change", json.loads(inner.serialize()))
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["Location"] == acme.kid
+    new.kid = acme.kid
+    assert new.post(path(acme.kid or ""), {}).json["status"] == "valid"
+    problem(acme.post(path(acme.kid or ""), {}), "malformed")  # the old key no longer signs
+    found = new.post("/acme/acme/new-account", {"onlyReturnExisting": True}, jwk=True)
+    assert found.headers["Location"] == acme.kid
