@@ -22,6 +22,7 @@ from appliance.ocsp import OCSPResponder
 from appliance.signer import IssuerSigner
 from appliance.ssh_keys import SSHKeys
 from keystores import KeyStoreError
+from pki.certs import parse_certificates
 from pki.steppath import resolve
 from provisioners.registry import ProvisionerRegistry
 
@@ -37,13 +38,9 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     except OSError as exc:
         raise AuthorityError(f"error reading {path}: {exc.strerror}") from None
     try:
-        if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
+        return parse_certificates(data)
     except ValueError:
         raise AuthorityError(f"error parsing {path}: not a certificate") from None
-    return certs
 
 
 @dataclass

@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance.config import CAConfig
 from appliance.db.repository import Repository, StoredCRL
-from appliance.profiles import aki_for, hash_for
+from appliance.profiles import hash_for
 from keystores import SigningKey
+from pki.certs import aki_for
 
 REASONS: dict[int, x509.ReasonFlags | None] = {
     0: None,  # unspecified: no reason code entry extension, as RFC 5280 recommends

@@ -53,6 +53,7 @@ from keystores import (
     open_keystore,
     write_atomic,
 )
+from pki.certs import parse_certificates
 from pki.fingerprint import certificate_fingerprint
 from pki.jose import private_jwk, public_jwk
 from pki.jwe import encrypt_jwk
@@ -251,13 +252,9 @@ def load_cert(path: Path, what: str) -> x509.Certificate:
     except OSError as exc:
         raise CeremonyError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        certs = x509.load_pem_x509_certificates(data)
+        return parse_certificates(data)[0]
     except ValueError:
-        try:
-            certs = [x509.load_der_x509_certificate(data)]
-        except ValueError:
-            raise CeremonyError(f"{path} is not a certificate (PEM or DER)") from None
-    return certs[0]
+        raise CeremonyError(f"{path} is not a certificate (PEM or DER)") from None
 
 
 # --- everything at once ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from pki.certs import aki_for
 from pki.sans import SubjectAltNames
 from provisioners.extension import ProvisionerExtension
 
@@ -128,17 +129,6 @@ def build_intermediate(
         .add_extension(aki_for(issuer), critical=False)
     )
     return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]
-
-
-def aki_for(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """The AKI of certificates `issuer` signs: its SKI, or one computed from its key."""
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer.public_key()  # type: ignore[arg-type]
-        )
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cli.certificate_keys import (
-    encode_private_key,
-    generate_key,
-    is_store_uri,
-    new_key_password,
-    open_signer,
-)
+from cli.certificate_keys import generate_key, is_store_uri, open_signer
 from cli.certificate_x509 import (
     LEAF,
     PROFILES,
@@ -37,6 +31,7 @@ from cli.certificate_x509 import (
     subject_name,
 )
 from cli.common import CLIError, check_outputs, write_output
+from cli.crypto_keyio import new_password, private_pem
 from keystores import SigningKey
 
 __all__ = ["NOT_AFTER_HELP", "NOT_BEFORE_HELP", "create_command", "pem_chain"]
@@ -83,7 +78,7 @@ def _check_profile_flags(
 
 
 def _write_key(key_file: Path, key: SigningKey, password: bytes | None) -> None:
-    write_output(key_file, encode_private_key(key, password), mode=0o600)
+    write_output(key_file, private_pem(key, password), mode=0o600)
 
 
 def create_command(
@@ -299,7 +294,7 @@ def _new_password(
 ) -> bytes | None:
     if key_out is None or no_password:
         return None
-    return new_key_password(password_file)
+    return new_password(password_file, "the private key")
 
 
 def _make_csr(subject: str, names: list[str], key: SigningKey) -> x509.CertificateSigningRequest:

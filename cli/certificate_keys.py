@@ -1,6 +1,7 @@
-"""Private keys for `step certificate`: generate, encrypt, read, and open signers by URI.
+"""Private keys for `step certificate`: generate, read, and open signers by URI.
 
-step's rules: a new key is written encrypted (PBES2 PKCS#8, PBKDF2-SHA256 at 600,000 rounds,
+step's rules (the new-key password and PEM are :mod:`cli.crypto_keyio`'s, shared with
+`step crypto`): a new key is written encrypted (PBES2 PKCS#8, PBKDF2-SHA256 at 600,000 rounds,
 AES-256-CBC, as go.step.sm/crypto's pemutil does) unless `--no-password --insecure`; the
 password comes from `--password-file` or a terminal prompt, never from an argument, and is
 never echoed. A CA key is a PEM file (decrypted with `--ca-password-file` or a prompt) or a
@@ -20,8 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
 )
 
@@ -34,15 +33,13 @@ from keystores import (
     is_hardware,
     open_keystore,
 )
-from keystores.pem import encrypt_private_key_pem, load_private_key_pem
+from keystores.pem import load_private_key_pem
 from keystores.uri import split_scheme
 
 __all__ = [
-    "encode_private_key",
     "generate_key",
     "is_store_uri",
     "key_spec",
-    "new_key_password",
     "open_signer",
     "read_private_key",
     "same_public_key",
@@ -80,45 +77,6 @@ def key_spec(kty: str, curve: str | None, size: int | None) -> KeySpec:
 
 def generate_key(kty: str, curve: str | None, size: int | None) -> SigningKey:
     return key_spec(kty, curve, size).generate()
-
-
-def new_key_password(password_file: Path | None, what: str = "the private key") -> bytes:
-    """The password that encrypts a new key: `--password-file`, else asked twice on a terminal."""
-    if password_file is not None:
-        password = read_password_file(password_file)
-        if not password:
-            raise CLIError(f"the password in {password_file} is empty")
-        return password
-    if not sys.stdin.isatty():
-        raise CLIError(
-            f"a password is needed to encrypt {what}: use '--password-file', "
-            "or '--no-password --insecure' to write it unencrypted"
-        )
-    while True:
-        value: str = typer.prompt(
-            f"Please enter the password to encrypt {what}",
-            hide_input=True,
-            confirmation_prompt=True,
-        )
-        if value:
-            return value.encode()
-        typer.echo("the password cannot be empty", err=True)
-
-
-def encode_private_key(key: SigningKey, password: bytes | None) -> bytes:
-    """PEM for a new key file: encrypted PKCS#8 with a password; else step's plain forms
-    (SEC1 for EC, PKCS#1 for RSA, PKCS#8 for Ed25519)."""
-    if password is not None:
-        try:
-            return encrypt_private_key_pem(key, password)
-        except KeyStoreError as exc:
-            raise CLIError(str(exc)) from None
-    fmt = (
-        PrivateFormat.PKCS8
-        if isinstance(key, ed25519.Ed25519PrivateKey)
-        else (PrivateFormat.TraditionalOpenSSL)
-    )
-    return key.private_bytes(Encoding.PEM, fmt, NoEncryption())
 
 
 def _as_signing_key(key: object, source: str) -> SigningKey:

@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cli.certificate_keys import same_public_key, signature_hash
 from cli.common import CLIError, go_strerror
 from keystores import SigningKey
+from pki.certs import aki_for, parse_certificates
 from pki.durations import parse_time_or_duration, resolve_time_duration
 from pki.sans import SubjectAltNames
 
@@ -207,7 +208,7 @@ def build_certificate(
     # Go omits it on self-signed certificates; RFC 5280 requires it on a self-signed leaf and
     # the CA/B Forum recommends it on roots, so it is always there (= the subject key id).
     aki = (
-        _authority_key_id(issuer)
+        aki_for(issuer)
         if issuer is not None
         else x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
     )
@@ -221,16 +222,6 @@ def build_certificate(
         return builder.sign(signer, signature_hash(signer))  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         raise CLIError(f"error signing the certificate: {exc}") from None
-
-
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer.public_key()  # type: ignore[arg-type]
-        )
 
 
 def check_issuer_key(issuer: x509.Certificate, signer: SigningKey) -> None:
@@ -275,13 +266,9 @@ def read_certificates(path: str) -> list[x509.Certificate]:
     except OSError as exc:
         raise CLIError(f"open {path}: {go_strerror(exc)}") from None
     try:
-        if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
+        return parse_certificates(data)
     except ValueError:
         raise CLIError(f"error decoding {path}: not a valid certificate file") from None
-    return certs
 
 
 def read_csr(path: str) -> x509.CertificateSigningRequest:

@@ -94,6 +94,17 @@ def _enc_key(
     return chosen, _jwcrypto_key(sk)
 
 
+def _check_key_flags(pbes2: bool, key: object, jwks: object, kid: str) -> None:
+    """step's rule for both commands: without PBES2, exactly one of --key and --jwks (that
+    one with --kid)."""
+    if not pbes2 and key is None and jwks is None:
+        raise CLIError("either --key or --jwks must be used")
+    if key is not None and jwks is not None:
+        raise CLIError("flag '--key' and flag '--jwks' are mutually exclusive")
+    if jwks is not None and not kid:
+        raise CLIError("flag '--jwks' requires the '--kid' flag")
+
+
 @app.command("encrypt")
 def encrypt_command(
     alg: str = typer.Option(
@@ -168,12 +179,7 @@ def encrypt_command(
         raise CLIError(f"flag '--alg {alg}' and flag '--key' are mutually exclusive")
     if pbes2 and jwks is not None:
         raise CLIError(f"flag '--alg {alg}' and flag '--jwks' are mutually exclusive")
-    if not pbes2 and key is None and jwks is None:
-        raise CLIError("either --key or --jwks must be used")
-    if key is not None and jwks is not None:
-        raise CLIError("flag '--key' and flag '--jwks' are mutually exclusive")
-    if jwks is not None and not kid:
-        raise CLIError("flag '--jwks' requires the '--kid' flag")
+    _check_key_flags(pbes2, key, jwks, kid)
 
     header: dict[str, Any] = {}
     if pbes2:
@@ -258,12 +264,7 @@ def decrypt_command(
         raise CLIError(f"flag '--key' cannot be used with JWE algorithm '{alg}'")
     if pbes2 and jwks is not None:
         raise CLIError(f"flag '--jwks' cannot be used with JWE algorithm '{alg}'")
-    if not pbes2 and key is None and jwks is None:
-        raise CLIError("either --key or --jwks must be used")
-    if key is not None and jwks is not None:
-        raise CLIError("flag '--key' and flag '--jwks' are mutually exclusive")
-    if jwks is not None and not kid:
-        raise CLIError("flag '--jwks' requires the '--kid' flag")
+    _check_key_flags(pbes2, key, jwks, kid)
 
     if pbes2:
         prompt = "Please enter the password to decrypt the content encryption key"

@@ -10,12 +10,11 @@ import typer
 from cli import ssh_agent, ssh_keys
 from cli.ca import ui
 from cli.ca.client import CAClient
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP
 from cli.ca.issue import key_spec
 from cli.ca.tokens import unverified_claims
 from cli.common import CLIError
 from cli.ssh_sign import (
-    CA_URL_HELP,
-    ROOT_HELP,
     connect,
     one_minute_ago,
     sign,

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate
 from cli import ssh_keys
 from cli.ca import ui
 from cli.ca.client import CAClient
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP
 from cli.ca.issue import key_spec, new_token
 from cli.ca.lifecycle import _reason_code
 from cli.ca.tokens import audience
 from cli.common import CLIError, check_outputs, read_password_file, write_output
-from cli.ssh_sign import CA_URL_HELP, ROOT_HELP, connect, key_password
+from cli.ssh_sign import connect, key_password
 from pki.fingerprint import certificate_fingerprint
 from pki.jose import default_alg, public_jwk
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import typer
 
 from cli import ssh_agent
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP
 from cli.ca.issue import key_spec
 from cli.common import CLIError
 from cli.ssh_config import MISSING_ROUTE
 from cli.ssh_login import user_ca_keys
-from cli.ssh_sign import CA_URL_HELP, ROOT_HELP, connect, one_minute_ago, sign, sign_body, ssh_token
+from cli.ssh_sign import connect, one_minute_ago, sign, sign_body, ssh_token
 
 
 def hosts_command(

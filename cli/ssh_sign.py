@@ -16,13 +16,10 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate
 from cli import ssh_agent, ssh_keys
 from cli.ca import ui
 from cli.ca.client import CAClient
-from cli.ca.defaults import flag_value, require_ca_url, require_root
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP, flag_value, require_ca_url, require_root
 from cli.ca.issue import key_spec, new_token
 from cli.ca.tokens import audience, unverified_claims
 from cli.common import CLIError, check_outputs, prompt_password, read_password_file, write_output
-
-CA_URL_HELP = "URI of the targeted Step Certificate Authority."
-ROOT_HELP = "The path to the PEM file used as the root certificate authority."
 
 
 def sanitize_principal(subject: str) -> str:

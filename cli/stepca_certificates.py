@@ -105,21 +105,23 @@ def parse_serial(value: str) -> int:
 
 
 def _filters(
+    command: str,
     subject: str | None,
     provisioner: str | None,
     serial: str | None,
-    times: dict[str, str | None],
     state: StateChoice | None,
+    **times: str | None,
 ) -> Filters:
+    """The filters of `list` and `export`; `times` are the --issued-*/--expires-* flags."""
     now = datetime.now(UTC)
-    when = {k: parse_when(v, "--" + k.replace("_", "-"), now) for k, v in times.items()}
+    try:
+        when = {k: parse_when(v, "--" + k.replace("_", "-"), now) for k, v in times.items()}
+        serial_number = parse_serial(serial) if serial is not None else None
+    except CLIError as exc:
+        raise CLIError(f"step-ca certificates {command}: {exc}") from None
     chosen: State | None = state.value if state is not None else None
     return Filters(
-        name=subject,
-        provisioner=provisioner,
-        serial=parse_serial(serial) if serial is not None else None,
-        state=chosen,
-        **when,
+        name=subject, provisioner=provisioner, serial=serial_number, state=chosen, **when
     )
 
 
@@ -257,14 +259,11 @@ def list_command(
 
       $ step-ca certificates list --provisioner acme --issued-after -24h --limit 200
     """
-    times = {
-        "issued_after": issued_after, "issued_before": issued_before,
-        "expires_after": expires_after, "expires_before": expires_before,
-    }  # fmt: skip
-    try:
-        filters = _filters(subject, provisioner, serial, times, state)
-    except CLIError as exc:
-        raise CLIError(f"step-ca certificates list: {exc}") from None
+    filters = _filters(
+        "list", subject, provisioner, serial, state,
+        issued_after=issued_after, issued_before=issued_before,
+        expires_after=expires_after, expires_before=expires_before,
+    )  # fmt: skip
     inventory = _open(config, "list")
     now = datetime.now(UTC)
     try:
@@ -386,14 +385,11 @@ def export_command(
 
       $ step-ca certificates export $(step path)/config/ca.json --provisioner acme > acme.pem
     """
-    times = {
-        "issued_after": issued_after, "issued_before": issued_before,
-        "expires_after": expires_after, "expires_before": expires_before,
-    }  # fmt: skip
-    try:
-        filters = _filters(subject, provisioner, serial, times, state)
-    except CLIError as exc:
-        raise CLIError(f"step-ca certificates export: {exc}") from None
+    filters = _filters(
+        "export", subject, provisioner, serial, state,
+        issued_after=issued_after, issued_before=issued_before,
+        expires_after=expires_after, expires_before=expires_before,
+    )  # fmt: skip
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"step-ca certificates export: {out_dir} is not a directory")
     inventory = _open(config, "export")

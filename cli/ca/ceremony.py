@@ -19,6 +19,7 @@ from cli.common import CLIError, check_writable
 from cli.helptext import StepTyper
 from cli.kms import new_key_path, record_path, store_password
 from keystores import KeySpec, KeyStoreError, normalize_key_uri, redact_uri, write_atomic
+from pki.certs import parse_certificates
 from pki.fingerprint import certificate_fingerprint
 
 app = StepTyper(
@@ -60,9 +61,7 @@ def _read_cert(path: Path, command: str) -> x509.Certificate:
     except OSError as exc:
         raise CLIError(f"step ca ceremony {command}: cannot read {path}: {exc.strerror}") from None
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)[0]
-        return x509.load_der_x509_certificate(data)
+        return parse_certificates(data)[0]
     except ValueError:
         raise CLIError(f"step ca ceremony {command}: {path} is not a certificate") from None
 

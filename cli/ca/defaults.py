@@ -13,6 +13,9 @@ from typing import Any
 
 from cli.common import CLIError, step_path
 
+CA_URL_HELP = "URI of the targeted Step Certificate Authority."
+ROOT_HELP = "The path to the PEM file used as the root certificate authority."
+
 
 def defaults_path() -> Path:
     """$STEPPATH/config/defaults.json."""

@@ -8,11 +8,9 @@ from typing import Any
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
 )
 from cryptography.x509.oid import NameOID
 
@@ -20,18 +18,16 @@ from cli.ca import ui
 from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
 from cli.ca.cloud_flows import default_sans
-from cli.ca.defaults import flag_value, require_ca_url, require_root
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP, flag_value, require_ca_url, require_root
 from cli.ca.flows import TokenRequest, choose_provisioner, make_token
 from cli.ca.oidc_flow import csr_names as oidc_csr_names
 from cli.ca.renewal import renew_token
 from cli.ca.tokens import audience, token_window, unverified_claims
 from cli.common import CLIError, check_outputs, check_writable, write_output
+from cli.crypto_keyio import private_pem
 from keystores import KeySpec, KeyStoreError
 from pki.fingerprint import certificate_fingerprint
 from pki.sans import SubjectAltNames
-
-CA_URL_HELP = "URI of the targeted Step Certificate Authority."
-ROOT_HELP = "The path to the PEM file used as the root certificate authority."
 
 
 def _root_fingerprint(root: Path) -> str:
@@ -198,15 +194,6 @@ def make_csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigning
     return builder.sign(key, algorithm)
 
 
-def key_pem(key: Any) -> bytes:
-    fmt = PrivateFormat.TraditionalOpenSSL
-    if not isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
-        key, ed25519.Ed25519PrivateKey
-    ):
-        fmt = PrivateFormat.PKCS8
-    return bytes(key.private_bytes(Encoding.PEM, fmt, NoEncryption()))
-
-
 def _resolve_token(
     token: str | None, ca_url: str | None, root: str | None
 ) -> tuple[str, Path, dict[str, Any] | None]:
@@ -339,7 +326,7 @@ def certificate_command(
         resp = client.sign(
             csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
         )
-    write_output(key_file, key_pem(key), mode=0o600)
+    write_output(key_file, private_pem(key, None), mode=0o600)
     _save(resp, crt_file)
     ui.selected("Certificate", str(crt_file))
     ui.selected("Private Key", str(key_file))

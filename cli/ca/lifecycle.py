@@ -15,14 +15,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cli.ca import ui
 from cli.ca.certfiles import CertPair, load_pair, save_certificate, save_pair
 from cli.ca.client import CAClient
-from cli.ca.defaults import require_ca_url, require_root
-from cli.ca.issue import key_pem, key_spec, make_csr, new_token
+from cli.ca.defaults import CA_URL_HELP, ROOT_HELP, require_ca_url, require_root
+from cli.ca.issue import key_spec, make_csr, new_token
 from cli.ca.renewal import AfterRenewal, Daemon, parse_chain, request_renewal
 from cli.common import CLIError, check_outputs, check_writable, read_password_file
+from cli.crypto_keyio import private_pem
 from pki.durations import format_duration, parse_duration
 
-CA_URL_HELP = "URI of the targeted Step Certificate Authority."
-ROOT_HELP = "The path to the PEM file used as the root certificate authority."
 REASON_CODES = {
     "unspecified": 0,
     "keycompromise": 1,
@@ -184,7 +183,7 @@ def rekey_command(
     with CAClient(url, root_path, client_cert=(crt_file, key_file)) as client:
         chain = parse_chain(client.rekey(csr))
     del pair
-    save_pair(crt_target, key_target, chain, key_pem(new_key))
+    save_pair(crt_target, key_target, chain, private_pem(new_key, None))
     ui.note(f"Your certificate has been saved in {crt_target}.")
     ui.note(f"Your private key has been saved in {key_target}.")
 

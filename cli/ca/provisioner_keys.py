@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from cli.ca import ui
 from cli.common import CLIError, prompt_password, read_password_file
+from pki.certs import parse_certificates
 from pki.jose import JOSEError, key_from_jwk, public_jwk, thumbprint
 from pki.jwe import decrypt_jwk, encrypt_jwk
 from provisioners.x5c import encode_roots
@@ -164,11 +165,7 @@ def read_x5c_roots(path: Path) -> str:
     """The `roots` value: the certificates of a PEM (or DER) file, each able to sign."""
     data = _read(path)
     try:
-        certs = (
-            x509.load_pem_x509_certificates(data)
-            if b"-----BEGIN" in data
-            else [x509.load_der_x509_certificate(data)]
-        )
+        certs = parse_certificates(data)
     except ValueError:
         raise CLIError(f"error loading X5C Root certificates from {path}") from None
     pem = b""

@@ -14,11 +14,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from cli.ca import ui
 from cli.ca.client import CAClient
-from cli.ca.defaults import defaults_path, flag_value, require_ca_url, require_root
+from cli.ca.defaults import (
+    CA_URL_HELP,
+    ROOT_HELP,
+    defaults_path,
+    flag_value,
+    require_ca_url,
+    require_root,
+)
 from cli.common import CLIError, check_outputs, step_path, write_output
 
-CA_URL_HELP = "URI of the targeted Step Certificate Authority."
-ROOT_HELP = "The path to the PEM file used as the root certificate authority."
 FINGERPRINT_HELP = "The fingerprint (SHA-256 of the DER) of the targeted root certificate."
 
 # The options the download and query commands share.

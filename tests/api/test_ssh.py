@@ -8,6 +8,7 @@ does, with the key from `/ssh/roots`)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
@@ -49,15 +50,16 @@ def open_authority(base: Path, edit: Any = None) -> Authority:
     return auth
 
 
-@pytest.fixture(scope="module")
-def steppath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("ssh") / "step"
+@contextlib.contextmanager
+def ssh_ca(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A CA made by `init --ssh` in a fresh folder; STEPPATH points at it while in use."""
+    base = tmp_path_factory.mktemp(name.lower()) / "step"
     mp = pytest.MonkeyPatch()
     mp.setenv("STEPPATH", str(base))
     try:
         init_pki(
             InitRequest(
-                base, "SSH", ["ca.test"], "127.0.0.1:9", "admin", PASSWORD, PROV_PASSWORD, ssh=True
+                base, name, ["ca.test"], "127.0.0.1:9", "admin", PASSWORD, PROV_PASSWORD, ssh=True
             )
         )
         yield base
@@ -65,11 +67,26 @@ def steppath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.undo()
 
 
+@contextlib.contextmanager
+def opened_authority(base: Path) -> Iterator[Authority]:
+    """`open_authority(base)`, its database engine disposed afterwards."""
+    auth = open_authority(base)
+    try:
+        yield auth
+    finally:
+        auth.repository.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def steppath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with ssh_ca(tmp_path_factory, "SSH") as base:
+        yield base
+
+
 @pytest.fixture(scope="module")
 def authority(steppath: Path) -> Iterator[Authority]:
-    auth = open_authority(steppath)
-    yield auth
-    auth.repository.engine.dispose()
+    with opened_authority(steppath) as auth:
+        yield auth
 
 
 @pytest.fixture(scope="module")

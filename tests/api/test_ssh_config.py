@@ -16,32 +16,20 @@ import pytest
 from api.app import create_app
 from appliance.authority import Authority
 from appliance.gotemplate import NO_VALUE, TemplateError, render
-from appliance.pki import InitRequest, init_pki
 from appliance.ssh_templates import DEFAULT_CONTENT
-from tests.api.test_ssh import PASSWORD, PROV_PASSWORD, open_authority
+from tests.api.test_ssh import open_authority, opened_authority, ssh_ca
 
 
 @pytest.fixture(scope="module")
 def steppath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("sshcfg") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(
-            InitRequest(
-                base, "Cfg", ["ca.test"], "127.0.0.1:9", "admin", PASSWORD, PROV_PASSWORD, ssh=True
-            )
-        )
+    with ssh_ca(tmp_path_factory, "Cfg") as base:
         yield base
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")
 def authority(steppath: Path) -> Iterator[Authority]:
-    auth = open_authority(steppath)
-    yield auth
-    auth.repository.engine.dispose()
+    with opened_authority(steppath) as auth:
+        yield auth
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,14 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate
 
 from api.app import create_app
 from appliance.authority import Authority
-from appliance.pki import InitRequest, init_pki
 from tests.api.test_ssh import (
-    PASSWORD,
     PROV_PASSWORD,
     ca_keys,
     keygen_list,
     load_cert,
-    open_authority,
+    opened_authority,
     sign_body,
+    ssh_ca,
     ssh_token,
     verified,
     wire,
@@ -40,20 +39,8 @@ AUD = "https://ca.test:9000/1.0/{path}#sshpop/sshpop"
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
-    base = tmp_path_factory.mktemp("sshpop") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(
-            InitRequest(
-                base, "POP", ["ca.test"], "127.0.0.1:9", "admin", PASSWORD, PROV_PASSWORD, ssh=True
-            )
-        )
-        auth = open_authority(base)
+    with ssh_ca(tmp_path_factory, "POP") as base, opened_authority(base) as auth:
         yield auth
-        auth.repository.engine.dispose()
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

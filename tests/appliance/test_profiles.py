@@ -19,7 +19,6 @@ from appliance.profiles import (
     CA_VALIDITY,
     LeafRequest,
     RevocationPointers,
-    aki_for,
     build_intermediate,
     build_leaf,
     build_renewal,
@@ -27,6 +26,7 @@ from appliance.profiles import (
     hash_for,
     subject_name,
 )
+from pki.certs import aki_for
 from pki.sans import SubjectAltNames
 from provisioners.extension import ProvisionerExtension
 

@@ -12,19 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import STEP, clean_env
-
-
-def _step(tmp: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(STEP), *map(str, args)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=clean_env(tmp / "steppath"),
-        cwd=tmp,
-        timeout=180,
-        check=False,
-    )
+from tests.cli.crypto_cli import step_process as _step
 
 
 def _out(tmp: Path, *args: str | Path) -> bytes:

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import pytest
 from jwcrypto import jwa, jwe, jwk  # type: ignore[import-untyped]
-from typer.testing import CliRunner
 
-from cli.common import run_cli
-from cli.step import app as step_app
+from tests.cli.crypto_cli import step
 
 PASSWORD = "jwe password"
 MESSAGE = b"attack at dawn\n\x00\xff binary too"
-
-
-def step(*args: str | Path, stdin: bytes | str = b"") -> tuple[int, bytes, str]:
-    """Run `step ARGS` in-process as the console script does: (status, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        code = run_cli(step_app, [str(a) for a in args])
-        return code, out.getvalue(), err.getvalue().decode()
 
 
 @pytest.fixture(autouse=True)

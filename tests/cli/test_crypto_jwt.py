@@ -17,21 +17,12 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from typer.testing import CliRunner
 
-from cli.common import run_cli
 from cli.crypto_jwt import go_duration
-from cli.step import app as step_app
 from pki.jose import b64url_encode, private_jwk, public_jwk
+from tests.cli.crypto_cli import step
 
 PASSWORD = "jwt password"
-
-
-def step(*args: str | Path, stdin: bytes | str = b"") -> tuple[int, bytes, str]:
-    """Run `step ARGS` in-process as the console script does: (status, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        code = run_cli(step_app, [str(a) for a in args])
-        return code, out.getvalue(), err.getvalue().decode()
 
 
 def _exp(seconds: int = 300) -> str:

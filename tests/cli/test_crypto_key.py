@@ -22,28 +22,13 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from jwcrypto import jwk  # type: ignore[import-untyped]
 
-from tests.e2e.harness import STEP, clean_env
+from tests.cli.crypto_cli import step_process as _step
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 # RFC 8032 section 7.1, TEST 1.
 ED25519_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 ED25519_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-
-
-def _step(
-    tmp: Path, *args: str | Path, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(STEP), *map(str, args)],
-        input=stdin,
-        stdin=subprocess.DEVNULL if stdin is None else None,
-        capture_output=True,
-        env=clean_env(tmp / "steppath"),
-        cwd=tmp,
-        timeout=180,
-        check=False,
-    )
 
 
 def _out(tmp: Path, *args: str | Path, stdin: bytes | None = None) -> bytes:

@@ -22,22 +22,7 @@ from jwcrypto import jwa, jwe, jwk  # type: ignore[import-untyped]
 from jwcrypto.common import base64url_encode  # type: ignore[import-untyped]
 
 from pki.jwe import decrypt_jwk, encrypt_pbes2
-from tests.e2e.harness import STEP, clean_env
-
-
-def _step(
-    tmp: Path, *args: str | Path, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(STEP), *map(str, args)],
-        input=stdin,
-        stdin=subprocess.DEVNULL if stdin is None else None,
-        capture_output=True,
-        env=clean_env(tmp / "steppath"),
-        cwd=tmp,
-        timeout=180,
-        check=False,
-    )
+from tests.cli.crypto_cli import step_process as _step
 
 
 def _ok(tmp: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:

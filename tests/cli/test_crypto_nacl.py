@@ -11,20 +11,11 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 import pytest
-from typer.testing import CliRunner
 
-from cli.common import run_cli
 from cli.crypto_nacl import decode_nonce
-from cli.step import app as step_app
+from tests.cli.crypto_cli import step
 
 MESSAGE = b"a message\n\x00\xff"
-
-
-def step(*args: str | Path, stdin: bytes | str = b"") -> tuple[int, bytes, str]:
-    """Run `step ARGS` in-process as the console script does: (status, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        code = run_cli(step_app, [str(a) for a in args])
-        return code, out.getvalue(), err.getvalue().decode()
 
 
 def _b64(data: bytes) -> bytes:

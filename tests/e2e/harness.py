@@ -189,19 +189,19 @@ class CA:
         ca = cls(base=base, port=free_port(), name=name)
         ca.password_file.write_text(CA_PASSWORD + "\n")
         ca.provisioner_password_file.write_text(PROVISIONER_PASSWORD + "\n")
-        run_step(
-            [
-                "ca", "init",
-                "--name", name,
-                "--dns", f"{HOST},localhost",
-                "--address", f"{HOST}:{ca.port}",
-                "--provisioner", PROVISIONER,
-                "--password-file", ca.password_file,
-                "--provisioner-password-file", ca.provisioner_password_file,
-            ],
-            ca.steppath,
-        )
+        run_step(["ca", "init", *ca.init_flags()], ca.steppath)
         return ca
+
+    def init_flags(self) -> list[str | Path]:
+        """The flags of `step ca init` for this CA (name, names, address, password files)."""
+        return [
+            "--name", self.name,
+            "--dns", f"{HOST},localhost",
+            "--address", f"{HOST}:{self.port}",
+            "--provisioner", PROVISIONER,
+            "--password-file", self.password_file,
+            "--provisioner-password-file", self.provisioner_password_file,
+        ]  # fmt: skip
 
     def config(self) -> dict[str, Any]:
         return dict(json.loads(self.ca_json.read_text()))

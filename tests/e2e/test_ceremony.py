@@ -18,9 +18,7 @@ from appliance import ceremony
 from tests.e2e.harness import (
     CA,
     CA_PASSWORD,
-    HOST,
     OPENSSL,
-    PROVISIONER,
     PROVISIONER_PASSWORD,
     free_port,
     run_step,
@@ -46,17 +44,6 @@ def new_ca(base: Path, name: str = "Ceremony") -> CA:
     ca.password_file.write_text(CA_PASSWORD + "\n")
     ca.provisioner_password_file.write_text(PROVISIONER_PASSWORD + "\n")
     return ca
-
-
-def init_flags(ca: CA) -> list[str | Path]:
-    return [
-        "--name", ca.name,
-        "--dns", f"{HOST},localhost",
-        "--address", f"{HOST}:{ca.port}",
-        "--provisioner", PROVISIONER,
-        "--password-file", ca.password_file,
-        "--provisioner-password-file", ca.provisioner_password_file,
-    ]
 
 
 def config_text(ca: CA) -> str:
@@ -112,7 +99,7 @@ def test_init_with_two_stores(tmp_path: Path, running: list[CA]) -> None:
     root_pw.write_text(ROOT_PASSWORD + "\n")
     root_key = tmp_path / "usb" / "root_ca_key"
     inter_key = tmp_path / "store-b" / "intermediate.key"
-    proc = run_step(["ca", "init", *init_flags(ca), "--root-kms", f"file:{root_key}",
+    proc = run_step(["ca", "init", *ca.init_flags(), "--root-kms", f"file:{root_key}",
                      "--root-password-file", root_pw, "--kms", inter_key], ca.steppath)
     assert "not kept in ca.json" in proc.stderr
     assert root_key.is_file() and inter_key.is_file()
@@ -153,7 +140,7 @@ def test_offline_root_ceremony(tmp_path: Path, running: list[CA]) -> None:
               "--out", usb / "root_ca.crt", "--password-file", root_pw, "--record", record],
              offline)
     # 2. The appliance makes its intermediate key and CSR.
-    proc = run_step(["ca", "init", *init_flags(appliance), "--intermediate-csr",
+    proc = run_step(["ca", "init", *appliance.init_flags(), "--intermediate-csr",
                      usb / "intermediate.csr", "--record", record], appliance.steppath)
     assert not appliance.ca_json.exists()
     pending = appliance.steppath / "config" / "init-pending.json"
@@ -241,15 +228,15 @@ def test_offline_flag_rules(tmp_path: Path) -> None:
                     "'--name' cannot be used with '--intermediate-crt'")
     _one_line_error(run_step(["ca", "init", "--intermediate-crt", crt, "--root", crt],
                              ca.steppath, check=False), "no pending initialisation")
-    _one_line_error(run_step(["ca", "init", *init_flags(ca), "--intermediate-csr",
+    _one_line_error(run_step(["ca", "init", *ca.init_flags(), "--intermediate-csr",
                               tmp_path / "i.csr", "--root-kms", tmp_path / "r.key"],
                              ca.steppath, check=False),
                     "'--root-kms' cannot be used with '--intermediate-csr'")
-    _one_line_error(run_step(["ca", "init", *init_flags(ca), "--root", crt], ca.steppath,
+    _one_line_error(run_step(["ca", "init", *ca.init_flags(), "--root", crt], ca.steppath,
                              check=False), "'--root' needs '--root-kms'")
-    run_step(["ca", "init", *init_flags(ca), "--intermediate-csr", tmp_path / "i.csr"],
+    run_step(["ca", "init", *ca.init_flags(), "--intermediate-csr", tmp_path / "i.csr"],
              ca.steppath)
-    _one_line_error(run_step(["ca", "init", *init_flags(ca), "--intermediate-csr",
+    _one_line_error(run_step(["ca", "init", *ca.init_flags(), "--intermediate-csr",
                               tmp_path / "i.csr"], ca.steppath, check=False),
                     "init-pending.json exists")
 
@@ -272,7 +259,7 @@ def test_sign_intermediate_refuses(tmp_path: Path) -> None:
                               "--out", tmp_path / "i.crt", "--password-file", pw], steppath,
                              check=False), "is not a CSR")
     appliance = new_ca(tmp_path / "appliance")
-    run_step(["ca", "init", *init_flags(appliance), "--intermediate-csr", tmp_path / "i.csr"],
+    run_step(["ca", "init", *appliance.init_flags(), "--intermediate-csr", tmp_path / "i.csr"],
              appliance.steppath)
     _one_line_error(run_step(["ca", "ceremony", "sign-intermediate", tmp_path / "i.csr",
                               "--root-kms", tmp_path / "a.key", "--root", tmp_path / "b.crt",
@@ -318,7 +305,7 @@ def test_init_with_two_tokens(hsm: SoftHSM, tmp_path: Path, running: list[CA]) -
     root_uri = key_uri(token_a, "7330", "root-key", pin_file(tmp_path / "usb", token_a))
     pin_b = pin_file(tmp_path / "appliance" / "etc", token_b)
     inter_uri = key_uri(token_b, "7331", "intermediate-key", pin_b, pin_value=True)
-    run_step(["ca", "init", *init_flags(ca), "--root-kms", root_uri, "--kms", inter_uri],
+    run_step(["ca", "init", *ca.init_flags(), "--root-kms", root_uri, "--kms", inter_uri],
              ca.steppath)
 
     cfg = ca.config()
@@ -377,7 +364,7 @@ def test_offline_root_ceremony_with_tokens(
     run_step(["ca", "ceremony", "create-root", "--root-kms", root_uri, "--name", "HSM",
               "--kty", "EC", "--crv", "P-384", "--out", usb / "root_ca.crt",
               "--record", record], offline)
-    run_step(["ca", "init", *init_flags(appliance), "--kms", inter_uri,
+    run_step(["ca", "init", *appliance.init_flags(), "--kms", inter_uri,
               "--intermediate-csr", usb / "intermediate.csr", "--record", record],
              appliance.steppath)
     run_step(["ca", "ceremony", "sign-intermediate", usb / "intermediate.csr",

@@ -67,27 +67,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ca.steppath.mkdir(parents=True)
     ca.password_file.write_text("ca-password-for-tests\n")
     ca.provisioner_password_file.write_text(PROVISIONER_PASSWORD + "\n")
-    init = run_step(
-        [
-            "ca",
-            "init",
-            "--ssh",
-            "--name",
-            "SSH",
-            "--dns",
-            f"{HOST},localhost",
-            "--address",
-            f"{HOST}:{ca.port}",
-            "--provisioner",
-            PROVISIONER,
-            "--password-file",
-            ca.password_file,
-            "--provisioner-password-file",
-            ca.provisioner_password_file,
-        ],
-        ca.steppath,
-        check=False,
-    )
+    init = run_step(["ca", "init", "--ssh", *ca.init_flags()], ca.steppath, check=False)
     assert init.returncode == 0, init.stderr
     ca.start()
     try:

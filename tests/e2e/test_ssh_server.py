@@ -32,8 +32,6 @@ from cryptography.hazmat.primitives.serialization import (
 from tests.e2e.harness import (
     CA,
     CA_PASSWORD,
-    HOST,
-    PROVISIONER,
     free_port,
     run_step,
 )
@@ -48,18 +46,7 @@ def ssh_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CA]:
     ca = CA(base=base, port=free_port(), name="SSH")
     ca.password_file.write_text(CA_PASSWORD + "\n")
     ca.provisioner_password_file.write_text("provisioner-password-for-tests\n")
-    done = run_step(
-        [
-            "ca", "init", "--ssh",
-            "--name", "SSH",
-            "--dns", f"{HOST},localhost",
-            "--address", f"{HOST}:{ca.port}",
-            "--provisioner", PROVISIONER,
-            "--password-file", ca.password_file,
-            "--provisioner-password-file", ca.provisioner_password_file,
-        ],
-        ca.steppath,
-    )  # fmt: skip
+    done = run_step(["ca", "init", "--ssh", *ca.init_flags()], ca.steppath)
     assert "SSH user public key" in done.stdout + done.stderr
     ca.start()
     try:
