@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,11 +81,20 @@ def _uri(serial: int, slot: str, secrets: Path, *extra: str) -> str:
 
 
 def _ykman(serial: int, *args: str, steppath: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [YKMAN, "--device", str(serial), *args],
-        capture_output=True, text=True, env=harness.clean_env(steppath), timeout=120,
-        check=False,
-    )  # fmt: skip
+    """ykman, run again (up to 3 times) when *its* connect finds the card powered down: ykman
+    disconnects with SCARD_UNPOWER_CARD, and a run that starts before the card is powered up
+    again fails in ykman itself (pyscard's "Card is unpowered"), whatever the CA does. Any
+    other failure is returned as it is."""
+    for attempt in range(3):
+        proc = subprocess.run(
+            [YKMAN, "--device", str(serial), *args],
+            capture_output=True, text=True, env=harness.clean_env(steppath), timeout=120,
+            check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 or "Card is unpowered" not in proc.stderr or attempt == 2:
+            return proc
+        time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def _body(tokens: TokenMaker, name: str) -> dict[str, str]:
