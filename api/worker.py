@@ -231,6 +231,9 @@ class FrontWorker(Worker):  # type: ignore[misc]
         itself or by its timer, or graceful_timeout runs out."""
         for server in self.servers:
             server.close()
+        # A connection accepted just before the close is handed to its protocol by a task of
+        # the loop: let those run, or the sets below look empty and it is reset unserved.
+        await asyncio.sleep(0.05)
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while (self.connections or self.open_transports) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
