@@ -38,6 +38,8 @@ system-deps:
 	[ -x /usr/sbin/pcscd ] && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || missing="$$missing pcscd vsmartcard-vpcd"; \
 	[ -x /usr/sbin/sshd ] && command -v ssh-agent >/dev/null || missing="$$missing openssh-server openssh-client"; \
 	command -v certbot >/dev/null || missing="$$missing certbot"; \
+	command -v lego >/dev/null || missing="$$missing lego"; \
+	command -v caddy >/dev/null || missing="$$missing caddy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
