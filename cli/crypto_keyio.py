@@ -3,27 +3,22 @@
 A key file may be PEM (private keys in PKCS#8, SEC1 or PKCS#1, encrypted PKCS#8, the legacy
 `Proc-Type: 4,ENCRYPTED` PEM older step wrote, OpenSSH private keys, public keys,
 certificates and CSRs), DER, an OpenSSH public key line, a JWK, or a JWK wrapped in a PBES2
-JWE as `step crypto jwk create` writes it. Like step's `pemutil.ParseKey`, only the first PEM
-block counts, and a certificate or CSR stands for its public key.
+JWE (pki.jwe) as `step crypto jwk create` writes it. Like step's `pemutil.ParseKey`, only the
+first PEM block counts, and a certificate or CSR stands for its public key.
 
 New private keys are written as PBES2 PKCS#8 (PBKDF2-HMAC-SHA256, 600,000 rounds,
 AES-256-CBC), which step reads and itself writes for Ed25519, rather than the MD5-based legacy
-PEM step still writes for EC and RSA; unencrypted ones in step's forms. JWEs are made and
-opened with jwcrypto in the form go-jose writes.
+PEM step still writes for EC and RSA; unencrypted ones in step's forms.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import jwcrypto.jwa  # type: ignore[import-untyped]
 import typer
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -39,13 +34,12 @@ from cryptography.hazmat.primitives.serialization import (
     load_ssh_private_key,
     load_ssh_public_key,
 )
-from jwcrypto import jwe, jwk
-from jwcrypto.common import JWException, base64url_encode  # type: ignore[import-untyped]
 
 from cli.common import CLIError, go_strerror, read_password_file
 from keystores import KeyStoreError, WrongPasswordError
 from keystores.pem import encrypt_private_key_pem, load_private_key_pem
-from pki.jose import AnyKey, JOSEError, PrivateKey, PublicKey, b64url_decode, key_from_jwk
+from pki.jose import AnyKey, JOSEError, PrivateKey, PublicKey, key_from_jwk
+from pki.jwe import decrypt_pbes2, encrypt_pbes2
 
 __all__ = [
     "AnyKey",
@@ -64,7 +58,6 @@ __all__ = [
     "read_input",
 ]
 
-PBES2_ALG = "PBES2-HS256+A128KW"
 JWE_ENC = "A256GCM"
 PBES2_COUNT = 600_000  # go.step.sm/crypto/jose.PBKDF2Iterations
 MAX_PBES2_COUNT = 1_000_000  # refuse files that would pin the CPU for minutes
@@ -154,64 +147,24 @@ def new_password(password_file: Path | None, what: str, flag: str = "--password-
 # --- JWE (PBES2) --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _pbes2_limit() -> Iterator[None]:
-    """jwcrypto caps PBES2 at 16,384 rounds; step uses 600,000. Raise the cap meanwhile."""
-    saved = jwcrypto.jwa.default_max_pbkdf2_iterations
-    jwcrypto.jwa.default_max_pbkdf2_iterations = max(saved, MAX_PBES2_COUNT)
-    try:
-        yield
-    finally:
-        jwcrypto.jwa.default_max_pbkdf2_iterations = saved
-
-
-def _password_key(password: bytes) -> Any:
-    return jwk.JWK(kty="oct", k=base64url_encode(password))
-
-
 def encrypt_jwe(payload: bytes, password: bytes, cty: str = "jwk+json") -> dict[str, str]:
-    """A PBES2-HS256+A128KW / A256GCM JWE in go-jose's flattened JSON member order."""
-    protected = {
-        "alg": PBES2_ALG,
-        "cty": cty,
-        "enc": JWE_ENC,
-        "p2c": PBES2_COUNT,
-        "p2s": base64url_encode(os.urandom(16)),
-    }
-    token = jwe.JWE(payload, protected=json.dumps(protected, separators=(",", ":")))
-    with _pbes2_limit():
-        token.add_recipient(_password_key(password))
-    flat = json.loads(token.serialize())
-    return {m: flat[m] for m in ("protected", "encrypted_key", "iv", "ciphertext", "tag")}
-
-
-def _pbes2_count(text: str) -> object:
-    """The p2c of a JWE's protected header, or None when it cannot be read."""
-    try:
-        stripped = text.strip()
-        segment = json.loads(stripped)["protected"] if stripped.startswith("{") else stripped
-        header = json.loads(b64url_decode(segment.split(".")[0]))
-        return header.get("p2c") if isinstance(header, dict) else None
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return None
+    """A PBES2-HS256+A128KW / A256GCM JWE (pki.jwe) in go-jose's flattened JSON member order."""
+    parts = encrypt_pbes2(payload, password, p2c=PBES2_COUNT, enc=JWE_ENC, cty=cty).split(".")
+    return dict(zip(("protected", "encrypted_key", "iv", "ciphertext", "tag"), parts, strict=True))
 
 
 def decrypt_jwe(text: str, password: bytes, name: str) -> bytes:
     """The payload of a PBES2 JWE (compact or JSON form); one line on any failure."""
-    count = _pbes2_count(text)
-    if isinstance(count, int) and count > MAX_PBES2_COUNT:
-        raise CLIError(f"error decrypting {name}: PBES2 count {count} is above {MAX_PBES2_COUNT}")
-    token = jwe.JWE()
     try:
-        with _pbes2_limit():
-            token.deserialize(text.strip(), _password_key(password))
-    except (JWException, ValueError, KeyError, TypeError) as exc:
+        return decrypt_pbes2(text, password, max_p2c=MAX_PBES2_COUNT)
+    except JOSEError as exc:
         message = str(exc)
-        if "No recipient matched" in message or "Decryption failed" in message:
+        if "wrong password" in message or "authentication failed" in message:
             raise CLIError(f"error decrypting {name}: wrong password") from None
-        raise CLIError(f"error decrypting {name}: {message.split('[')[0].strip()}") from None
-    payload: bytes = token.payload
-    return payload
+        count = re.search(r"p2c (\d+) exceeds", message)
+        if count:
+            message = f"PBES2 count {count[1]} is above {MAX_PBES2_COUNT}"
+        raise CLIError(f"error decrypting {name}: {message}") from None
 
 
 def _is_jwe_text(text: str) -> bool:
