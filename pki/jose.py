@@ -1,7 +1,10 @@
-"""The JOSE pieces step-ca and the step CLI rely on, built on `cryptography` primitives.
+"""The JOSE pieces step-ca and the step CLI rely on: base64url, JWKs and RFC 7638 thumbprints.
 
-PyJWT covers JWS; what it lacks is JWK conversion and RFC 7638 thumbprints (step uses them as
-`kid`). PBES2 JWE, how step stores a provisioner's private key, is in pki.jwe.
+PyJWT covers JWS (pki.jws) and jwcrypto converts keys to and from JWKs; this module adds
+step's shape on top (member order as go-jose writes it, `kid` defaulting to the thumbprint,
+P-256/384/521, RSA and Ed25519 only) and refuses JWKs a strict reader would: coordinates of
+the wrong length, a `d` that does not match the public members. PBES2 JWE, how step stores a
+provisioner's private key, is in pki.jwe.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwcrypto.jwk import JWK  # type: ignore[import-untyped]
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -145,20 +149,10 @@ def default_alg(key: AnyKey) -> str:
 def _public_members(public: PublicKey) -> dict[str, str]:
     """kty and the key material members, in the order step (go-jose) writes them."""
     if isinstance(public, ec.EllipticCurvePublicKey):
-        crv = _curve_name(public.curve)
-        size = _CURVES[crv][1]
-        nums = public.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": crv,
-            "x": _int_to_b64(nums.x, size),
-            "y": _int_to_b64(nums.y, size),
-        }
-    if isinstance(public, rsa.RSAPublicKey):
-        rnums = public.public_numbers()
-        return {"kty": "RSA", "n": _int_to_b64(rnums.n), "e": _int_to_b64(rnums.e)}
-    raw = public.public_bytes_raw()
-    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+        _curve_name(public.curve)  # P-256/384/521 only
+    exported = JWK.from_pyca(public).export(as_dict=True)
+    order = ("kty", "crv", "x", "y", "n", "e")
+    return {m: exported[m] for m in order if m in exported}
 
 
 def public_jwk(
@@ -203,22 +197,14 @@ def private_jwk(
     use: str = "sig",
 ) -> dict[str, str]:
     """The private JWK: :func:`public_jwk` plus ``d`` (and the CRT members for RSA)."""
-    out = public_jwk(private_key, kid=kid, alg=alg, use=use)
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        size = _CURVES[_curve_name(private_key.curve)][1]
-        out["d"] = _int_to_b64(private_key.private_numbers().private_value, size)
-    elif isinstance(private_key, rsa.RSAPrivateKey):
-        nums = private_key.private_numbers()
-        out["d"] = _int_to_b64(nums.d)
-        out["p"] = _int_to_b64(nums.p)
-        out["q"] = _int_to_b64(nums.q)
-        out["dp"] = _int_to_b64(nums.dmp1)
-        out["dq"] = _int_to_b64(nums.dmq1)
-        out["qi"] = _int_to_b64(nums.iqmp)
-    elif isinstance(private_key, ed25519.Ed25519PrivateKey):
-        out["d"] = b64url_encode(private_key.private_bytes_raw())
-    else:
+    private_types = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if not isinstance(private_key, private_types):
         raise JOSEError(f"unsupported private key type {type(private_key).__name__}")
+    out = public_jwk(private_key, kid=kid, alg=alg, use=use)
+    exported = JWK.from_pyca(private_key).export(as_dict=True)
+    for member in ("d", "p", "q", "dp", "dq", "qi"):
+        if member in exported:
+            out[member] = exported[member]
     return out
 
 
@@ -245,56 +231,55 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
     raise JOSEError(f"unsupported JWK key type {kty!r}")
 
 
-def _ec_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
-    crv = jwk.get("crv")
+def _load(members: Mapping[str, Any], names: tuple[str, ...]) -> AnyKey:
+    """The key jwcrypto builds from these members: private when ``d`` is among them."""
+    key = JWK(**{m: members[m] for m in names if m in members})
+    loaded: AnyKey = key.get_op_key("sign" if "d" in members else "verify")
+    return loaded
+
+
+def _ec_from_jwk(members: Mapping[str, Any]) -> AnyKey:
+    crv = members.get("crv")
     if not isinstance(crv, str) or crv not in _CURVES:
         raise JOSEError(f"unsupported EC curve {crv!r}")
-    curve_cls, size, _ = _CURVES[crv]
-    coords = {m: _b64_member(jwk, m) for m in ("x", "y")}
-    for member, raw in coords.items():
-        if len(raw) != size:
+    size = _CURVES[crv][1]
+    for member in ("x", "y", "d") if "d" in members else ("x", "y"):
+        if len(_b64_member(members, member)) != size:
             raise JOSEError(f"invalid EC JWK: {member!r} must be {size} bytes for {crv}")
-    x, y = (int.from_bytes(coords[m], "big") for m in ("x", "y"))
-    public = ec.EllipticCurvePublicNumbers(x, y, curve_cls()).public_key()
-    if "d" not in jwk:
-        return public
-    d_raw = _b64_member(jwk, "d")
-    if len(d_raw) != size:
-        raise JOSEError(f"invalid EC JWK: 'd' must be {size} bytes for {crv}")
-    private = ec.derive_private_key(int.from_bytes(d_raw, "big"), curve_cls())
-    if private.public_key().public_numbers() != public.public_numbers():
-        raise JOSEError("invalid EC JWK: private key does not match x/y")
-    return private
+    try:
+        return _load(members, ("kty", "crv", "x", "y", "d"))
+    except ValueError:
+        if "d" in members:  # OpenSSL's key check: the point is not d·G
+            raise JOSEError("invalid EC JWK: private key does not match x/y") from None
+        raise
 
 
-def _rsa_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
-    n = _b64_to_int(jwk, "n")
-    e = _b64_to_int(jwk, "e")
-    public_numbers = rsa.RSAPublicNumbers(e, n)
-    if "d" not in jwk:
-        return public_numbers.public_key()
-    d = _b64_to_int(jwk, "d")
-    if "p" in jwk and "q" in jwk:
-        p, q = _b64_to_int(jwk, "p"), _b64_to_int(jwk, "q")
-    else:
-        p, q = rsa.rsa_recover_prime_factors(n, e, d)
-    dp = _b64_to_int(jwk, "dp") if "dp" in jwk else rsa.rsa_crt_dmp1(d, p)
-    dq = _b64_to_int(jwk, "dq") if "dq" in jwk else rsa.rsa_crt_dmq1(d, q)
-    qi = _b64_to_int(jwk, "qi") if "qi" in jwk else rsa.rsa_crt_iqmp(p, q)
-    return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, public_numbers).private_key()
+def _rsa_from_jwk(members: Mapping[str, Any]) -> AnyKey:
+    n, e = _b64_to_int(members, "n"), _b64_to_int(members, "e")
+    if "d" not in members or all(m in members for m in ("p", "q", "dp", "dq", "qi")):
+        return _load(members, ("kty", "n", "e", "d", "p", "q", "dp", "dq", "qi"))
+    # go-jose accepts a private JWK with only d; jwcrypto needs the CRT members, so they are
+    # recovered from (n, e, d) as RFC 7518 6.3.2 allows.
+    d = _b64_to_int(members, "d")
+    p, q = rsa.rsa_recover_prime_factors(n, e, d)
+    crt = {
+        "p": p, "q": q, "dp": rsa.rsa_crt_dmp1(d, p), "dq": rsa.rsa_crt_dmq1(d, q),
+        "qi": rsa.rsa_crt_iqmp(p, q),
+    }  # fmt: skip
+    full = {**members, **{m: _int_to_b64(v) for m, v in crt.items()}}
+    return _load(full, ("kty", "n", "e", "d", "p", "q", "dp", "dq", "qi"))
 
 
-def _okp_from_jwk(jwk: Mapping[str, Any]) -> AnyKey:
-    if jwk.get("crv") != "Ed25519":
-        raise JOSEError(f"unsupported OKP curve {jwk.get('crv')!r}")
-    x = _b64_member(jwk, "x")
-    public = ed25519.Ed25519PublicKey.from_public_bytes(x)
-    if "d" not in jwk:
-        return public
-    private = ed25519.Ed25519PrivateKey.from_private_bytes(_b64_member(jwk, "d"))
-    if private.public_key().public_bytes_raw() != x:
+def _okp_from_jwk(members: Mapping[str, Any]) -> AnyKey:
+    if members.get("crv") != "Ed25519":
+        raise JOSEError(f"unsupported OKP curve {members.get('crv')!r}")
+    x = _b64_member(members, "x")
+    if "d" in members:
+        _b64_member(members, "d")
+    key = _load(members, ("kty", "crv", "x", "d"))
+    if isinstance(key, ed25519.Ed25519PrivateKey) and key.public_key().public_bytes_raw() != x:
         raise JOSEError("invalid OKP JWK: private key does not match x")
-    return private
+    return key
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
