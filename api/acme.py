@@ -13,7 +13,7 @@ import falcon
 
 from appliance.acme import jws
 from appliance.acme.problems import ACMEProblem, malformed, not_found
-from appliance.acme.service import ACME, Account
+from appliance.acme.service import ACME, Account, KeyInUse
 from appliance.acme.store import Row, Store, aware
 from appliance.authority import Authority, pem
 from provisioners.acme import ACMEProvisioner
@@ -47,7 +47,7 @@ class Context:
         """Every ACME answer: a fresh nonce, the directory link, no caching."""
         resp.set_header("Replay-Nonce", self.store.new_nonce())
         resp.set_header("Cache-Control", "no-store")
-        resp.append_link(self.link(name, "directory"), "index")
+        resp.append_header("Link", f'<{self.link(name, "directory")}>;rel="index"')
 
     def problem(
         self, req: falcon.Request, resp: falcon.Response, ex: ACMEProblem, params: dict[str, Any]
@@ -58,6 +58,8 @@ class Context:
         name = params.get("provisioner")
         if isinstance(name, str):
             self.headers(resp, name)
+            if isinstance(ex, KeyInUse):
+                resp.set_header("Location", self.link(name, "account", ex.account_id))
 
     # --- the JWS envelope -----------------------------------------------------------------
 
@@ -70,11 +72,26 @@ class Context:
         if (req.content_length or 0) > MAX_BODY:
             raise malformed("request body too large")
         request = jws.parse(req.bounded_stream.read(MAX_BODY + 1)[:MAX_BODY])
-        if unquote(urlsplit(request.url).path) != req.path:
+        if not self.is_request_url(request.url, req):
             raise ACMEProblem("unauthorized", f"url header {request.url!r} is not this URL", 401)
         if not self.store.use_nonce(request.nonce):
             raise ACMEProblem("badNonce", "the nonce is unknown, expired or already used")
         return acme, request
+
+    def is_request_url(self, url: str, req: falcon.Request) -> bool:
+        """Whether the JWS `url` is the URL this request was sent to (RFC 8555 §6.4), its
+        origin the one links are built with (`https://<dnsNames[0]>[:port]`)."""
+        got, base = urlsplit(url), urlsplit(self.authority.config.base_url)
+        try:
+            origin = (got.scheme.lower(), got.hostname, got.port or 443)
+        except ValueError:  # a port that is not a number
+            return False
+        return (
+            origin == (base.scheme, base.hostname, base.port or 443)
+            and unquote(got.path) == req.path
+            and got.query == req.query_string
+            and not got.fragment
+        )
 
     def account(self, req: falcon.Request, provisioner: str) -> tuple[ACME, jws.Request, Account]:
         acme, request = self.read(req, provisioner)
@@ -114,16 +131,16 @@ class Context:
             "token": row["token"],
             "url": self.link(name, "challenge", row["authz_id"], row["id"]),
         }
-        if row["validated"]:
+        if row["validated"] and row["status"] == "valid":  # processing: when it started
             out["validated"] = _time(row["validated"])
         if row["error"]:
             out["error"] = json.loads(row["error"])
         return out
 
     def render_authz(self, name: str, row: Row, challenges: list[Row]) -> dict[str, Any]:
-        value = ("*." if row["wildcard"] else "") + row["value"]
+        # RFC 8555 §7.1.4, as step-ca: a wildcard's authorization names its base domain
         out: dict[str, Any] = {
-            "identifier": {"type": row["kind"], "value": value},
+            "identifier": {"type": row["kind"], "value": row["value"]},
             "status": row["status"],
             "expires": _time(row["expires"]),
             "challenges": [self.render_challenge(name, c) for c in challenges],
@@ -276,7 +293,8 @@ class Challenge(_Resource):
         request.json_payload()  # `{}` starts it; an empty payload only reads it
         row = acme.start_challenge(account, authz_id, challenge_id)
         self.ctx.headers(resp, provisioner)
-        resp.append_link(self.ctx.link(provisioner, "authz", authz_id), "up")
+        # rel quoted as step-ca writes it: lego only finds `rel="up"`
+        resp.append_header("Link", f'<{self.ctx.link(provisioner, "authz", authz_id)}>;rel="up"')
         if row["status"] == "processing":
             resp.set_header("Retry-After", "1")
         _json(resp, self.ctx.render_challenge(provisioner, row))

@@ -6,7 +6,19 @@ from typing import Any
 
 import falcon
 
-from api import acme, health, openapi, provisioners, renew, revocation, revoke, roots, sign, ssh
+from api import (
+    acme,
+    admin_eab,
+    health,
+    openapi,
+    provisioners,
+    renew,
+    revocation,
+    revoke,
+    roots,
+    sign,
+    ssh,
+)
 from api.metrics import RequestMetrics
 from api.middleware import RequestLog
 from api.render import (
@@ -78,5 +90,7 @@ def create_app(
     app.add_sink(ocsp.sink, prefix=r"^(/1\.0)?/ocsp/")
     app.add_error_handler(ACMEProblem, acme.error_handler(authority))
     for path, resource in acme.routes(authority):  # not under /1.0, as step-ca
+        app.add_route(path, resource)
+    for path, resource in admin_eab.routes(authority):  # only with enableAdmin
         app.add_route(path, resource)
     return app

@@ -103,6 +103,8 @@ class CAConfig:
     ssh: SSHSchema | None = None
     # ca.json `templates` (the SSH config templates, appliance.ssh_templates).
     templates: dict[str, Any] | None = None
+    # ca.json `authority.enableAdmin`: the admin API (appliance.admin) is mounted.
+    enable_admin: bool = False
 
     @property
     def base_url(self) -> str:
@@ -172,6 +174,7 @@ class CAConfig:
             crl=_crl(schema.crl or CRLSchema()),
             ssh=schema.ssh,
             templates=schema.templates,
+            enable_admin=bool(authority.enableAdmin),
         )
 
     def tls_options(self) -> dict[str, Any]:

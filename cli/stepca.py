@@ -16,6 +16,8 @@ from pathlib import Path
 
 import typer
 
+from appliance.acme import validation
+from appliance.acme.dns01 import parse_nameserver
 from appliance.assembly import AuthorityError
 from appliance.authority import Authority
 from appliance.config import CAConfig, ConfigError
@@ -62,6 +64,19 @@ def serve(
     json_output: bool = typer.Option(
         False, "--json", help="With '--check': print the report as JSON."
     ),
+    resolver: str | None = typer.Option(
+        None,
+        "--resolver",
+        metavar="HOST:PORT",
+        help="The DNS resolver (an IP address, port 53 unless given) for ACME's dns-01 "
+        "lookups and the addresses of http-01 and tls-alpn-01 names, instead of the system's.",
+    ),
+    acme_http_port: int = typer.Option(
+        80, "--acme-http-port", min=1, max=65535, help="The port ACME's http-01 is fetched from."
+    ),
+    acme_tls_port: int = typer.Option(
+        443, "--acme-tls-port", min=1, max=65535, help="The port ACME's tls-alpn-01 connects to."
+    ),
 ) -> None:
     """Run the Stepstone certificate authority (step-ca compatible).
 
@@ -83,15 +98,27 @@ def serve(
 
       $ step-ca --check /var/lib/stepstone/config/ca.json
 
+      $ step-ca ./ca.json --password-file ./pw --resolver 10.0.0.53 --acme-tls-port 8443
+
+    ACME validation: '--resolver', '--acme-http-port' and '--acme-tls-port' are set in the
+    server's master process before it forks its workers, which inherit them
+    (appliance.acme.validation.configure); an ACME provisioner's `stepstone` test block
+    (`httpPort`, `hosts`) wins over them.
+
     Operator commands: 'step-ca version', 'step-ca db', 'step-ca certificates',
     'step-ca audit', 'step-ca backup', 'step-ca restore' (each with --help).
     """
     password = read_password_file(password_file) if password_file else None
+    try:
+        nameserver = parse_nameserver(resolver) if resolver is not None else None
+    except ValueError as exc:
+        raise CLIError(f"step-ca: --resolver {exc}") from None
     if json_output and not check:
         raise CLIError("step-ca: '--json' goes with '--check'")
     if check:
         raise typer.Exit(run_check(config, password, json_output))
     configure(log_format, quiet)
+    validation.configure(validation.Settings(nameserver, acme_http_port, acme_tls_port))
     from api.server import ApplianceServer, ListenError, check_listen
     from api.tls import ServerTLS
 

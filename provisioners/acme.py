@@ -17,9 +17,21 @@ from provisioners.schema import ACMESchema
 #: Challenge types step-ca offers when `challenges` is empty.
 DEFAULT_CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
 #: The ones this build validates.
-SUPPORTED_CHALLENGES = frozenset({"http-01"})
+SUPPORTED_CHALLENGES = frozenset({"http-01", "dns-01", "tls-alpn-01"})
+#: RFC 8738: an IP address is never proved through DNS.
+IP_CHALLENGES = frozenset({"http-01", "tls-alpn-01"})
 DEFAULT_HTTP_PORT = 80
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def authz_challenges(offered: list[str], kind: str, value: str) -> list[str]:
+    """The challenges of one authorization, as step-ca offers them: only dns-01 for a
+    wildcard (`value` as ordered, `*.` included), never dns-01 for an IP address."""
+    if kind == "ip":
+        return [c for c in offered if c in IP_CHALLENGES]
+    if value.startswith("*."):
+        return [c for c in offered if c == "dns-01"]
+    return list(offered)
 
 
 class ACMEProvisioner(Provisioner):
@@ -31,7 +43,9 @@ class ACMEProvisioner(Provisioner):
         super().__init__(config, claims)
         self.acme = config
         own = config.stepstone
-        self.http_port = (own.httpPort if own else None) or DEFAULT_HTTP_PORT
+        #: The test block's http-01 port; it wins over `step-ca --acme-http-port`.
+        self.pinned_http_port = own.httpPort if own else None
+        self.http_port = self.pinned_http_port or DEFAULT_HTTP_PORT
         self.hosts = dict(own.hosts or {}) if own else {}
 
     @property
@@ -51,6 +65,9 @@ class ACMEProvisioner(Provisioner):
         wanted = [c.lower() for c in self.acme.challenges or DEFAULT_CHALLENGES]
         return [c for c in dict.fromkeys(wanted) if c in SUPPORTED_CHALLENGES]
 
+    def challenges_for(self, kind: str, value: str) -> list[str]:
+        return authz_challenges(self.challenges, kind, value)
+
     def extension(self, account_id: str) -> ProvisionerExtension:
         """The provisioner extension of an ACME certificate (credential: the account)."""
         return ProvisionerExtension(int(ProvisionerType.ACME), self.name, account_id)
@@ -63,6 +80,8 @@ class ACMEProvisioner(Provisioner):
                 ipaddress.ip_address(value)
             except ValueError:
                 return f"{value!r} is not an IP address"
+            if not self.challenges_for(kind, value):
+                return f"{value!r} needs http-01 or tls-alpn-01, which this provisioner lacks"
             return None
         if kind != "dns":
             return f"identifier type {kind!r} is not supported"

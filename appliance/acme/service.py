@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance import csr_checks
-from appliance.acme import jws, validation
+from appliance.acme import eab, jws, validation
 from appliance.acme.problems import ACMEProblem, malformed, not_found, unauthorized
 from appliance.acme.store import Row, Store, aware
 from appliance.authority import Authority
@@ -39,6 +39,15 @@ class Account:
     @property
     def id(self) -> str:
         return str(self.row["id"])
+
+
+class KeyInUse(ACMEProblem):
+    """key-change to a key another account holds: 409 with that account's URL as Location
+    (RFC 8555 §7.3.5)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__("malformed", "the new key is already an account's key", 409)
+        self.account_id = account_id
 
 
 class ACME:
@@ -84,13 +93,23 @@ class ACME:
             return existing, False
         if payload.get("onlyReturnExisting") is True:
             raise ACMEProblem("accountDoesNotExist", "account does not exist")
-        if self.prov.acme.requireEAB:
+        contact = _contact(payload.get("contact"))
+        public = json.loads(key.export_public())
+        if not self.prov.acme.requireEAB:  # as step-ca: a binding is ignored unless required
+            return self.store.create_account(self.prov.name, thumb, public, contact)
+        binding = payload.get("externalAccountBinding")
+        if binding is None:
             raise ACMEProblem(
                 "externalAccountRequired", "no external account binding provided", 401
             )
-        contact = _contact(payload.get("contact"))
-        public = json.loads(key.export_public())
-        return self.store.create_account(self.prov.name, thumb, public, contact)
+        keys = eab.EABStore(self.store.engine)
+        key_id = eab.check_binding(keys, self.prov.name, binding, request)
+        try:
+            return keys.create_bound_account(key_id, self.prov.name, thumb, public, contact)
+        except eab.KeyAlreadyBound:
+            raise unauthorized(
+                f"external account binding key with id '{key_id}' was already bound"
+            ) from None
 
     def update_account(self, account: Account, payload: dict[str, Any]) -> Row:
         values: dict[str, Any] = {}
@@ -123,8 +142,9 @@ class ACME:
         if jws.thumbprint(jws.load_key(old)) != account.row["thumbprint"]:
             raise unauthorized("oldKey is not the account's key")
         thumb = jws.thumbprint(new_key)
-        if self.store.account_by_thumbprint(thumb) is not None:
-            raise ACMEProblem("malformed", "the new key is already an account's key", 409)
+        holder = self.store.account_by_thumbprint(thumb)
+        if holder is not None:
+            raise KeyInUse(str(holder["id"]))
         public = json.loads(new_key.export_public())
         self.store.update_account(
             account.id, thumbprint=thumb, jwk=json.dumps(public, sort_keys=True)
@@ -187,10 +207,19 @@ class ACME:
         return row
 
     def authz(self, account: Account, authz_id: str) -> tuple[Row, list[Row]]:
+        """The authorization and its challenges; a challenge left processing by a worker that
+        died (store.STUCK_AFTER) is started again, as if the client had just asked."""
         row = self.store.authz(authz_id)
         if row is None or row["account_id"] != account.id:
             raise not_found("authorization")
-        return row, self.store.challenges(authz_id)
+        challenges = self.store.challenges(authz_id)
+        if row["status"] == "pending":
+            stuck = [c for c in challenges if self.store.release_stuck(c)]
+            for challenge in stuck:
+                self.start_challenge(account, authz_id, challenge["id"])
+            if stuck:
+                challenges = self.store.challenges(authz_id)
+        return row, challenges
 
     # --- challenges -----------------------------------------------------------------------
 
@@ -207,18 +236,11 @@ class ACME:
         return challenge
 
     def _validate(self, authz: Row, challenge: Row, expected: str) -> None:
-        if challenge["kind"] != "http-01":
-            error: dict[str, Any] | None = {
-                "type": "urn:ietf:params:acme:error:serverInternal",
-                "detail": f"{challenge['kind']} is not supported",
-                "status": 500,
-            }
-        else:
-            url = validation.http01_url(
-                authz["kind"], authz["value"], challenge["token"], self.prov.http_port,
-                self.prov.hosts,
-            )  # fmt: skip
-            error = validation.http01(url, authz["value"], expected)
+        """On the validation pool: check the challenge (authz value: a wildcard's base name)."""
+        error = validation.validate(
+            challenge["kind"], authz["kind"], authz["value"], challenge["token"], expected,
+            self.prov,
+        )  # fmt: skip
         self.store.finish_challenge(challenge, error)
 
     # --- finalize and revoke --------------------------------------------------------------
@@ -281,7 +303,7 @@ class ACME:
             not_before=window.not_before,
             not_after=window.not_after,
             extension=extension,
-            revocation=authority._pointers,
+            revocation=authority.revocation_pointers,
         )
         cert = authority.repository.issue(
             None,

@@ -2,6 +2,11 @@
 
 Every state change is one short transaction, so appliances sharing a database see the same
 accounts, orders and nonces; a nonce is single-use because using it deletes its row.
+
+While a challenge is `processing`, its `validated` column holds when the validation started
+(it becomes the validation time once valid): a challenge whose worker died is released after
+STUCK_AFTER and validated again. Stale nonces and orders are purged now and then, on the way
+of a nonce's use, by whichever appliance draws the lot.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from appliance.db.models import (
@@ -24,9 +29,19 @@ from appliance.db.models import (
     acme_nonces,
     acme_orders,
 )
+from provisioners.acme import authz_challenges
 
 NONCE_LIFETIME = timedelta(hours=1)
 ORDER_LIFETIME = timedelta(hours=24)
+#: An order that expired this long ago without a certificate is deleted, with its
+#: authorizations and challenges (until then the client sees it `invalid`).
+STALE_ORDER_AFTER = timedelta(hours=24)
+#: A validation takes at most ~35 s (validation.py): one processing longer than this lost its
+#: worker.
+STUCK_AFTER = timedelta(minutes=2)
+#: One use of a nonce in PURGE_ONE_IN purges; each purge deletes at most PURGE_BATCH orders.
+PURGE_ONE_IN = 64
+PURGE_BATCH = 500
 Row = dict[str, Any]
 
 
@@ -69,7 +84,7 @@ class Store:
 
     def use_nonce(self, nonce: str) -> bool:
         """Consume a nonce: True once for a nonce this CA issued within the hour (on any
-        appliance of the database), False ever after. Stale nonces are purged on the way."""
+        appliance of the database), False ever after. Stale records are purged on the way."""
         cutoff = now() - NONCE_LIFETIME
         with self._tx() as conn:
             used = conn.execute(
@@ -77,9 +92,34 @@ class Store:
                     acme_nonces.c.nonce == nonce, acme_nonces.c.issued_at > cutoff
                 )
             ).rowcount
-            if secrets.randbelow(64) == 0:
-                conn.execute(delete(acme_nonces).where(acme_nonces.c.issued_at <= cutoff))
+        if secrets.randbelow(PURGE_ONE_IN) == 0:
+            self.purge()
         return used == 1
+
+    def purge(self) -> int:
+        """Delete stale nonces, and orders that expired STALE_ORDER_AFTER ago without a
+        certificate along with their authorizations and challenges (at most PURGE_BATCH
+        orders at a time); the number of orders deleted. Safe to run on several appliances
+        at once: deleting a row twice deletes it once."""
+        with self._tx() as conn:
+            conn.execute(
+                delete(acme_nonces).where(acme_nonces.c.issued_at <= now() - NONCE_LIFETIME)
+            )
+            stale = conn.execute(
+                select(acme_orders.c.id, acme_orders.c.authz_ids)
+                .where(
+                    acme_orders.c.expires <= now() - STALE_ORDER_AFTER,
+                    acme_orders.c.status != "valid",
+                )
+                .limit(PURGE_BATCH)
+            ).all()
+            if not stale:
+                return 0
+            authz_ids = [a for _, ids in stale for a in json.loads(ids)]
+            conn.execute(delete(acme_challenges).where(acme_challenges.c.authz_id.in_(authz_ids)))
+            conn.execute(delete(acme_authzs).where(acme_authzs.c.id.in_(authz_ids)))
+            conn.execute(delete(acme_orders).where(acme_orders.c.id.in_([o for o, _ in stale])))
+        return len(stale)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -154,7 +194,7 @@ class Store:
                     )
                 )
                 token = secrets.token_urlsafe(32)
-                for kind in challenges:
+                for kind in authz_challenges(challenges, ident["type"], ident["value"]):
                     conn.execute(
                         insert(acme_challenges).values(
                             id=new_id(), authz_id=authz_id, kind=kind, token=token, status="pending"
@@ -229,7 +269,7 @@ class Store:
             )
 
     def start_challenge(self, challenge_id: str) -> bool:
-        """pending -> processing; False when another request already started it."""
+        """pending -> processing (since now); False when another request already started it."""
         with self._tx() as conn:
             return (
                 conn.execute(
@@ -238,25 +278,51 @@ class Store:
                         acme_challenges.c.id == challenge_id,
                         acme_challenges.c.status == "pending",
                     )
-                    .values(status="processing")
+                    .values(status="processing", validated=now())
                 ).rowcount
                 == 1
             )
+
+    def release_stuck(self, challenge: Row) -> bool:
+        """processing -> pending for a challenge processing longer than STUCK_AFTER (its
+        worker died), so that it can be started again; False for any other challenge, or
+        when another request released it first."""
+        cutoff = now() - STUCK_AFTER
+        since = challenge["validated"]
+        if challenge["status"] != "processing" or (since is not None and aware(since) > cutoff):
+            return False
+        column = acme_challenges.c.validated
+        with self._tx() as conn:
+            released = conn.execute(
+                update(acme_challenges)
+                .where(
+                    acme_challenges.c.id == challenge["id"],
+                    acme_challenges.c.status == "processing",
+                    or_(column.is_(None), column <= cutoff),
+                )
+                .values(status="pending", validated=None)
+            ).rowcount
+        return released == 1
 
     def finish_challenge(self, challenge: Row, error: dict[str, Any] | None) -> None:
         """The outcome of a validation: the challenge, its authorization and, once every
         authorization of an order is valid (or one is invalid), the order."""
         status = "invalid" if error else "valid"
         with self._tx() as conn:
-            conn.execute(
+            finished = conn.execute(
                 update(acme_challenges)
-                .where(acme_challenges.c.id == challenge["id"])
+                .where(
+                    acme_challenges.c.id == challenge["id"],
+                    acme_challenges.c.status == "processing",
+                )
                 .values(
                     status=status,
                     validated=None if error else now(),
                     error=json.dumps(error) if error else None,
                 )
-            )
+            ).rowcount
+            if not finished:  # released as stuck, and finished by its second validation
+                return
             conn.execute(
                 update(acme_authzs)
                 .where(acme_authzs.c.id == challenge["authz_id"], acme_authzs.c.status == "pending")

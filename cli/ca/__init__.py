@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.ca import ceremony, init, issue, lifecycle, provisioner_admin, trust
+from cli.ca import acme_eab, ceremony, init, issue, lifecycle, provisioner_admin, trust
 from cli.helptext import StepTyper
 
 app = StepTyper(help="Initialise a CA, bootstrap trust in it, and get certificates from it.")
@@ -28,3 +28,11 @@ provisioner_app.command(name="update")(provisioner_admin.update_command)
 provisioner_app.command(name="remove")(provisioner_admin.remove_command)
 app.add_typer(provisioner_app, name="provisioner")
 app.add_typer(ceremony.app, name="ceremony")
+
+eab_app = StepTyper(help="Create and manage ACME External Account Binding keys.")
+eab_app.command(name="add")(acme_eab.add_command)
+eab_app.command(name="list")(acme_eab.list_command)
+eab_app.command(name="remove")(acme_eab.remove_command)
+acme_app = StepTyper(help="Manage ACME.")
+acme_app.add_typer(eab_app, name="eab")
+app.add_typer(acme_app, name="acme")

@@ -121,6 +121,14 @@ _DisableTrustOnFirstUse = Annotated[
         help="Cloud: allow more than one certificate per instance.",
     ),
 ]
+_ForceCN = Annotated[
+    bool | None,
+    typer.Option("--force-cn/--no-force-cn", help="ACME: always set the common name."),
+]
+_RequireEAB = Annotated[
+    bool | None,
+    typer.Option("--require-eab/--no-require-eab", help="ACME: require external account binding."),
+]
 _CaConfig = Annotated[Path | None, typer.Option("--ca-config", help=CA_CONFIG_HELP)]
 
 
@@ -132,7 +140,7 @@ def _flags(options: dict[str, Any]) -> Flags:
 def add_command(
     name: str = typer.Argument(..., help="The name of the new provisioner."),
     type_: str = typer.Option(
-        ..., "--type", help="The provisioner type: JWK, X5C, OIDC, AWS, GCP or Azure."
+        ..., "--type", help="The provisioner type: JWK, X5C, OIDC, ACME, AWS, GCP or Azure."
     ),
     create: bool = typer.Option(False, "--create", help="JWK: generate a new key pair."),
     public_key: Path | None = typer.Option(None, "--public-key", help="JWK: the public key."),
@@ -147,6 +155,11 @@ def add_command(
     allow_renewal_after_expiry: _AllowRenewalAfterExpiry = None,
     disable_smallstep_extensions: _DisableSmallstepExtensions = None,
     x5c_roots: Path | None = typer.Option(None, "--x5c-roots", help="X5C: the root bundle."),
+    force_cn: _ForceCN = None,
+    require_eab: _RequireEAB = None,
+    challenge: list[str] = typer.Option(
+        [], "--challenge", help="ACME: a challenge to offer (repeatable; default: all)."
+    ),
     client_id: _ClientId = None,
     client_secret: _ClientSecret = None,
     configuration_endpoint: _ConfigurationEndpoint = None,
@@ -191,6 +204,8 @@ def add_command(
 
       $ step ca provisioner add x5c --type X5C --x5c-roots x5c_ca.crt
 
+      $ step ca provisioner add acme --type ACME --challenge http-01 --force-cn
+
       $ step ca provisioner add Google --type OIDC --client-id ID --client-secret SECRET \\
           --configuration-endpoint https://accounts.google.com/.well-known/openid-configuration
 
@@ -220,6 +235,12 @@ def update_command(
     allow_renewal_after_expiry: _AllowRenewalAfterExpiry = None,
     disable_smallstep_extensions: _DisableSmallstepExtensions = None,
     x5c_roots: Path | None = typer.Option(None, "--x5c-roots", help="X5C: new root bundle."),
+    force_cn: _ForceCN = None,
+    require_eab: _RequireEAB = None,
+    challenge: list[str] = typer.Option([], "--challenge", help="ACME: offer a challenge."),
+    remove_challenge: list[str] = typer.Option(
+        [], "--remove-challenge", help="ACME: stop offering a challenge."
+    ),
     client_id: _ClientId = None,
     client_secret: _ClientSecret = None,
     configuration_endpoint: _ConfigurationEndpoint = None,
@@ -287,6 +308,8 @@ def update_command(
       $ step ca provisioner update Google --admin ops@example.com --remove-domain old.com
 
       $ step ca provisioner update cicd --no-disable-renewal
+
+      $ step ca provisioner update acme --challenge dns-01 --remove-challenge http-01
     """
     flags = _flags(locals())  # first: the options, and nothing else yet
     path = _config_path(ca_config)

@@ -12,7 +12,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.config_edit import check_listen_address, check_url
-from cli.ca.provisioner_flags import SUPPORTED_TYPES, Flags, check_flags, flag_name, parse_kind
+from cli.ca.provisioner_flags import (
+    ACME_CHALLENGES,
+    SUPPORTED_TYPES,
+    Flags,
+    check_flags,
+    flag_name,
+    parse_kind,
+)
 from cli.ca.provisioner_keys import new_password, read_private_key, read_public_jwk, read_x5c_roots
 from cli.common import CLIError
 from pki.durations import parse_duration
@@ -190,10 +197,33 @@ def _apply_x5c(prov: dict[str, Any], flags: Flags, creating: bool) -> None:
         prov["roots"] = read_x5c_roots(flags.x5c_roots)
 
 
+def _apply_acme(prov: dict[str, Any], flags: Flags, creating: bool) -> None:
+    """step's ACME fields: forceCN and requireEAB written only when true (omitempty in
+    step-ca), challenges lower-cased and de-duplicated (none: step-ca offers its default)."""
+    lists: dict[str, list[str]] = {}
+    for attr in ("challenge", "remove_challenge"):
+        lists[attr] = []
+        for value in getattr(flags, attr):
+            if value.lower() not in ACME_CHALLENGES:
+                raise CLIError(
+                    f"invalid value '{value}' for flag '{flag_name(attr)}': options are "
+                    "http-01, dns-01, tls-alpn-01 and device-attest-01"
+                )
+            lists[attr].append(value.lower())
+    _merge(prov, "challenges", lists["challenge"], lists["remove_challenge"])
+    for attr, key in (("force_cn", "forceCN"), ("require_eab", "requireEAB")):
+        value = getattr(flags, attr)
+        if value:
+            prov[key] = True
+        elif value is False:
+            prov.pop(key, None)
+
+
 _APPLY = {
     "JWK": _apply_jwk,
     "X5C": _apply_x5c,
     "OIDC": _apply_oidc,
+    "ACME": _apply_acme,
     "AWS": _apply_aws,
     "GCP": _apply_gcp,
     "AZURE": _apply_azure,

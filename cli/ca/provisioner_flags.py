@@ -11,9 +11,11 @@ from pathlib import Path
 
 from cli.common import CLIError
 
-SUPPORTED_TYPES = {"JWK": "JWK", "X5C": "X5C", "OIDC": "OIDC", "AWS": "AWS", "GCP": "GCP"}
-SUPPORTED_TYPES["AZURE"] = "Azure"
-STEP_ONLY_TYPES = {"ACME", "SSHPOP", "SCEP", "K8SSA", "NEBULA"}
+SUPPORTED_TYPES = {"JWK": "JWK", "X5C": "X5C", "OIDC": "OIDC", "ACME": "ACME", "AWS": "AWS"}
+SUPPORTED_TYPES.update(GCP="GCP", AZURE="Azure")
+STEP_ONLY_TYPES = {"SSHPOP", "SCEP", "K8SSA", "NEBULA"}
+#: What step accepts for `--challenge` (this build validates the ones appliance.acme knows).
+ACME_CHALLENGES = ("http-01", "dns-01", "tls-alpn-01", "device-attest-01")
 
 
 @dataclass
@@ -60,6 +62,10 @@ class Flags:
     iid_roots: Path | None = None
     disable_custom_sans: bool | None = None
     disable_trust_on_first_use: bool | None = None
+    force_cn: bool | None = None
+    require_eab: bool | None = None
+    challenge: list[str] = field(default_factory=list)
+    remove_challenge: list[str] = field(default_factory=list)
 
     def given(self, name: str) -> bool:
         value = getattr(self, name)
@@ -74,6 +80,7 @@ _IID = {"instance_age", "disable_custom_sans", "disable_trust_on_first_use"}
 _TYPE_FLAGS: dict[str, set[str]] = {
     "JWK": {"create", "public_key", "private_key"},
     "X5C": {"x5c_roots"},
+    "ACME": {"force_cn", "require_eab", "challenge", "remove_challenge"},
     "OIDC": _OIDC,
     "AWS": {"aws_account", "remove_aws_account", "iid_roots"} | _IID,
     "GCP": {
@@ -107,5 +114,5 @@ def parse_kind(value: str) -> str:
         raise CLIError(f"provisioner type '{value}' is not supported by Stepstone")
     if kind not in SUPPORTED_TYPES:
         raise CLIError(f"invalid value '{value}' for flag '--type': options are JWK, X5C, OIDC, "
-                       "AWS, GCP and Azure")  # fmt: skip
+                       "ACME, AWS, GCP and Azure")  # fmt: skip
     return kind

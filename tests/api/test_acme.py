@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import falcon
@@ -19,10 +20,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwcrypto import jwk, jws  # type: ignore[import-untyped]
+from sqlalchemy import update
 
 from api.app import create_app
+from appliance.acme.store import STUCK_AFTER, Store, aware, now
 from appliance.authority import Authority
 from appliance.config import CAConfig
+from appliance.db.models import acme_challenges
 from appliance.pki import InitRequest, init_pki
 from tests.e2e.harness import free_port
 
@@ -61,9 +65,7 @@ def http01_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def client(
-    tmp_path_factory: pytest.TempPathFactory, http01_port: int
-) -> Iterator[falcon.testing.TestClient]:
+def authority(tmp_path_factory: pytest.TempPathFactory, http01_port: int) -> Iterator[Authority]:
     base = tmp_path_factory.mktemp("acme") / "step"
     mp = pytest.MonkeyPatch()
     mp.setenv("STEPPATH", str(base))
@@ -83,10 +85,14 @@ def client(
             }
         )
         path.write_text(json.dumps(cfg))
-        authority = Authority.open(CAConfig.load(path), password=b"ca-pw")
-        yield falcon.testing.TestClient(create_app(authority))
+        yield Authority.open(CAConfig.load(path), password=b"ca-pw")
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(authority: Authority) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(authority))
 
 
 def b64(data: bytes) -> str:
@@ -340,3 +346,90 @@ def test_key_change_moves_the_account_to_the_new_key(client: falcon.testing.Test
     problem(acme.post(path(acme.kid or ""), {}), "malformed")  # the old key no longer signs
     found = new.post("/acme/acme/new-account", {"onlyReturnExisting": True}, jwk=True)
     assert found.headers["Location"] == acme.kid
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ca.other.test:9/acme/acme/new-order",  # another host
+        "http://127.0.0.1:9/acme/acme/new-order",  # another scheme
+        "https://127.0.0.1:10/acme/acme/new-order",  # another port
+        "https://127.0.0.1/acme/acme/new-order",  # the default port is not :9
+        "https://127.0.0.1:9/acme/acme/new-order?x=1",
+        "https://127.0.0.1:x/acme/acme/new-order",
+    ],
+)
+def test_the_url_header_is_the_whole_request_url(
+    client: falcon.testing.TestClient, url: str
+) -> None:
+    acme = Client(client)
+    acme.register()
+    idents = {"identifiers": [{"type": "dns", "value": NAME}]}
+    problem(acme.post("/acme/acme/new-order", idents, url=url), "unauthorized", 401)
+    same = acme.post("/acme/acme/new-order", idents, url="HTTPS://127.0.0.1:9/acme/acme/new-order")
+    assert same.status_code == 201, same.text
+    other_prefix = acme.post("/2.0/acme/acme/new-order", idents)  # its own URL, as sent
+    assert other_prefix.status_code == 201, other_prefix.text
+
+
+def test_key_change_to_a_key_in_use_names_its_account(client: falcon.testing.TestClient) -> None:
+    acme, other = Client(client), Client(client, "OKP")
+    acme.register()
+    other.register()
+    url = f"{BASE}/key-change"
+    inner = jws.JWS(
+        json.dumps({"account": acme.kid, "oldKey": json.loads(acme.key.export_public())}).encode()
+    )
+    inner.add_signature(
+        other.key,
+        None,
+        json.dumps({"alg": "EdDSA", "url": url, "jwk": json.loads(other.key.export_public())}),
+    )
+    refused = acme.post("/acme/acme/key-change", json.loads(inner.serialize()))
+    problem(refused, "malformed", 409)
+    assert refused.headers["Location"] == other.kid
+    assert acme.post(path(acme.kid or ""), {}).json["status"] == "valid"  # the key is unchanged
+
+
+@pytest.mark.parametrize("poke", ["authz", "challenge"])
+def test_a_challenge_left_processing_by_a_dead_worker_is_validated_again(
+    client: falcon.testing.TestClient, authority: Authority, poke: str
+) -> None:
+    acme = Client(client)
+    acme.register()
+    order = acme.post("/acme/acme/new-order", {"identifiers": [{"type": "dns", "value": NAME}]})
+    authz_url = order.json["authorizations"][0]
+    (challenge,) = acme.post(path(authz_url)).json["challenges"]
+    challenge_id = challenge["url"].rsplit("/", 1)[-1]
+    Challenges.answers[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+
+    def mark_processing(since: datetime) -> None:
+        """As if a worker took the challenge at `since` and never came back."""
+        with authority.repository.engine.begin() as conn:
+            conn.execute(
+                update(acme_challenges)
+                .where(acme_challenges.c.id == challenge_id)
+                .values(status="processing", validated=since)
+            )
+
+    recent = now() - timedelta(minutes=1)
+    mark_processing(recent)
+    polled = acme.post(path(authz_url)).json
+    assert (polled["status"], polled["challenges"][0]["status"]) == ("pending", "processing")
+    assert "validated" not in polled["challenges"][0]
+    store, authz_id = Store(authority.repository.engine), path(authz_url).rsplit("/", 1)[-1]
+    row = store.challenge(authz_id, challenge_id)
+    assert row is not None and aware(row["validated"]) == recent  # not started again
+    assert acme.post(path(challenge["url"]), {}).json["status"] == "processing"
+    assert aware(store.challenge(authz_id, challenge_id)["validated"]) == recent  # type: ignore[index]
+
+    mark_processing(now() - STUCK_AFTER - timedelta(seconds=5))
+    if poke == "challenge":  # the client asks again: the challenge starts again
+        again = acme.post(path(challenge["url"]), {})
+        assert again.json["status"] in ("processing", "valid")
+        row = store.challenge(authz_id, challenge_id)
+        assert row is not None
+        assert row["status"] == "valid" or aware(row["validated"]) > recent
+    authz = wait_for(acme, authz_url, "valid")  # or the poll of the authz started it again
+    assert authz["challenges"][0]["status"] == "valid"
+    assert acme.post(path(order.headers["Location"])).json["status"] == "ready"

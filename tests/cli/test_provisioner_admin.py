@@ -277,7 +277,7 @@ def test_add_jwk_refusals(ca_json: Path, tmp_path: Path, password_file: Path) ->
         step(["add", "x", "--type", "JWK", "--x5c-roots", pub], ca_json),
         "'--x5c-roots' is not valid for a JWK provisioner",
     )
-    refused(step(["add", "x", "--type", "ACME"], ca_json), "not supported")
+    refused(step(["add", "x", "--type", "SSHPOP"], ca_json), "not supported")
     refused(step(["add", "x", "--type", "Bogus"], ca_json), "--type")
     assert ca_json.read_bytes() == before
     assert not ca_json.with_name("ca.json.bak").exists()
@@ -503,6 +503,46 @@ def test_add_cloud_provisioners(ca_json: Path, tmp_path: Path) -> None:
     )
 
 
+def test_add_acme(ca_json: Path) -> None:
+    ok(step(["add", "acme", "--type", "acme"], ca_json))
+    args = ["add", "strict", "--type", "ACME", "--challenge", "HTTP-01", "--challenge", "dns-01"]
+    ok(step([*args, "--challenge", "http-01", "--force-cn", "--require-eab"], ca_json))
+    provs = provisioners(ca_json)
+    claims = {
+        "disableRenewal": False,
+        "allowRenewalAfterExpiry": False,
+        "disableSmallstepExtensions": False,
+    }
+    assert provs["acme"] == {"type": "ACME", "name": "acme", "claims": claims}
+    assert provs["strict"] == {
+        "type": "ACME",
+        "name": "strict",
+        "challenges": ["http-01", "dns-01"],
+        "forceCN": True,
+        "requireEAB": True,
+        "claims": claims,
+    }
+    # What was written loads as the CA loads it.
+    cfg = CAConfig.load(ca_json)
+    prov = ProvisionerRegistry(cfg.provisioners, cfg.claims).by_name("strict")
+    assert prov is not None and prov.id == "acme/strict"
+
+    before = ca_json.read_bytes()
+    refused(
+        step(["add", "x", "--type", "ACME", "--challenge", "email-01"], ca_json),
+        "invalid value 'email-01' for flag '--challenge': options are http-01, dns-01",
+    )
+    refused(
+        step(["add", "x", "--type", "JWK", "--create", "--force-cn"], ca_json),
+        "'--force-cn' is not valid for a JWK provisioner",
+    )
+    refused(
+        step(["add", "x", "--type", "ACME", "--x5c-roots", str(ca_json)], ca_json),
+        "'--x5c-roots' is not valid for a ACME provisioner",
+    )
+    assert ca_json.read_bytes() == before
+
+
 # --- update ---------------------------------------------------------------------------------
 
 
@@ -531,6 +571,24 @@ def test_update_claims_and_switches(ca_json: Path) -> None:
     # drags the max up to the default, so this is still valid.
     claims = provisioners(ca_json)["admin"]["claims"]
     assert claims == {"defaultTLSCertDuration": "48h", "disableRenewal": False}
+
+
+def test_update_acme(ca_json: Path) -> None:
+    ok(step(["add", "acme", "--type", "ACME", "--challenge", "http-01", "--force-cn"], ca_json))
+    update = ["update", "acme", "--challenge", "dns-01", "--remove-challenge", "HTTP-01"]
+    ok(step([*update, "--require-eab", "--no-force-cn", "--disable-renewal"], ca_json))
+    prov = provisioners(ca_json)["acme"]
+    assert prov["challenges"] == ["dns-01"]
+    assert (prov["requireEAB"], "forceCN" in prov) == (True, False)
+    assert prov["claims"]["disableRenewal"] is True
+    ok(step(["update", "acme", "--remove-challenge", "dns-01", "--no-require-eab"], ca_json))
+    prov = provisioners(ca_json)["acme"]
+    assert "challenges" not in prov and "requireEAB" not in prov  # step-ca's default again
+    refused(
+        step(["update", "acme", "--remove-challenge", "http-2"], ca_json),
+        "for flag '--remove-challenge'",
+    )
+    refused(step(["update", "admin", "--challenge", "http-01"], ca_json), "not valid for a JWK")
 
 
 def test_update_refused_by_validation_leaves_ca_json_untouched(ca_json: Path) -> None:

@@ -29,11 +29,24 @@ def test_schema_problems_are_worded_by_path() -> None:
 
 
 def test_challenges_default_to_step_cas_and_keep_what_this_build_validates() -> None:
-    assert acme().challenges == ["http-01"]
-    assert acme(challenges=["DNS-01", "http-01"]).challenges == ["http-01"]
-    assert acme(challenges=["tls-alpn-01"]).challenges == []
+    assert acme().challenges == ["http-01", "dns-01", "tls-alpn-01"]
+    assert acme(challenges=["DNS-01", "http-01"]).challenges == ["dns-01", "http-01"]
+    assert acme(challenges=["device-attest-01", "tls-alpn-01"]).challenges == ["tls-alpn-01"]
+    assert acme(challenges=["device-attest-01"]).challenges == []
     assert acme().http_port == 80
+    assert acme().pinned_http_port is None
     assert acme(stepstone={"httpPort": 8080, "hosts": {"a.test": "127.0.0.1"}}).http_port == 8080
+
+
+def test_each_authorization_offers_what_step_ca_offers() -> None:
+    prov = acme()
+    assert prov.challenges_for("dns", "a.test") == ["http-01", "dns-01", "tls-alpn-01"]
+    assert prov.challenges_for("dns", "*.a.test") == ["dns-01"]
+    assert prov.challenges_for("ip", "127.0.0.1") == ["http-01", "tls-alpn-01"]
+    dns_only = acme(challenges=["dns-01"])
+    assert dns_only.identifier_problem("ip", "127.0.0.1") is not None
+    assert dns_only.identifier_problem("dns", "*.a.test") is None
+    assert acme(challenges=["http-01"]).identifier_problem("dns", "*.a.test") is not None
 
 
 @pytest.mark.parametrize(
@@ -45,7 +58,8 @@ def test_challenges_default_to_step_cas_and_keep_what_this_build_validates() -> 
         ("ip", "::1", False),
         ("dns", "10.0.0.1", True),
         ("dns", "-bad.test", True),
-        ("dns", "*.example.test", True),  # needs dns-01
+        ("dns", "*.example.test", False),  # dns-01 is offered
+        ("dns", "*.-bad.test", True),
         ("ip", "example.test", True),
         ("email", "a@b.test", True),
     ],

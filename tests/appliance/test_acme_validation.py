@@ -1,0 +1,135 @@
+"""Where validation looks: step-ca's flags (`Settings`) against a provisioner's test block, the
+resolver's addresses for http-01 and tls-alpn-01 names, and the retries. Loopback only: the
+names resolve through the test DNS server or the `hosts` map."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from cryptography import x509
+
+from appliance.acme import dns01, validation
+from provisioners.acme import ACMEProvisioner
+from provisioners.claims import Claims
+from provisioners.schema import ACMESchema, parse_provisioner
+from tests.acme_dns import DNSServer
+from tests.acme_tlsalpn import ChallengeServer, challenge_certificate
+from tests.e2e.harness import free_port
+
+NAME = "v.stepstone.test"
+TOKEN = "tok"
+KEY_AUTH = "tok.thumb"
+PREFIX = "urn:ietf:params:acme:error:"
+
+
+def provisioner(**own: Any) -> ACMEProvisioner:
+    fields: dict[str, Any] = {"type": "acme", "name": "acme"}
+    if own:
+        fields["stepstone"] = own
+    schema = parse_provisioner(fields)
+    assert isinstance(schema, ACMESchema)
+    return ACMEProvisioner(schema, Claims())
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(validation, "RETRY_DELAY", 0.0)
+    before = validation.settings()
+    yield
+    validation.configure(before)
+
+
+@pytest.fixture
+def server() -> Iterator[DNSServer]:
+    with DNSServer() as srv:
+        srv.a[NAME] = "127.0.0.1"
+        yield srv
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers["Host"]))
+        body = KEY_AUTH.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[int]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    _Answer.seen = []
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+def test_http01_finds_the_name_through_the_resolver_and_the_flag_port(
+    server: DNSServer, web: int
+) -> None:
+    validation.configure(validation.Settings(("127.0.0.1", server.port), http_port=web))
+    assert validation.validate("http-01", "dns", NAME, TOKEN, KEY_AUTH, provisioner()) is None
+    assert server.asked(NAME, "A")
+    assert _Answer.seen == [(f"/.well-known/acme-challenge/{TOKEN}", NAME)]
+
+
+def test_the_test_block_wins_over_flags_and_resolver(server: DNSServer, web: int) -> None:
+    validation.configure(validation.Settings(("127.0.0.1", server.port), http_port=free_port()))
+    prov = provisioner(httpPort=web, hosts={NAME: "127.0.0.1"})
+    assert validation.validate("http-01", "dns", NAME, TOKEN, KEY_AUTH, prov) is None
+    assert server.queries == []
+
+
+def test_a_name_the_resolver_does_not_know_is_a_dns_problem_after_retries(
+    server: DNSServer,
+) -> None:
+    validation.configure(validation.Settings(("127.0.0.1", server.port)))
+    problem = validation.validate(
+        "http-01", "dns", "x.stepstone.test", TOKEN, KEY_AUTH, provisioner()
+    )
+    assert problem is not None and problem["type"] == PREFIX + "dns"
+    assert server.queries.count(("x.stepstone.test", "A")) == validation.ATTEMPTS
+
+
+def test_tls_alpn01_uses_the_flag_port_and_the_resolver(server: DNSServer) -> None:
+    cert, key = challenge_certificate([x509.DNSName(NAME)], KEY_AUTH)
+    with ChallengeServer(cert, key) as tls:
+        validation.configure(validation.Settings(("127.0.0.1", server.port), tls_port=tls.port))
+        assert (
+            validation.validate("tls-alpn-01", "dns", NAME, TOKEN, KEY_AUTH, provisioner()) is None
+        )
+    assert tls.seen == [(NAME, "acme-tls/1")]
+
+
+def test_dns01_asks_the_flag_resolver(server: DNSServer) -> None:
+    validation.configure(validation.Settings(("127.0.0.1", server.port)))
+    server.set_txt("_acme-challenge." + NAME, dns01.txt_value(KEY_AUTH))
+    assert validation.validate("dns-01", "dns", NAME, TOKEN, KEY_AUTH, provisioner()) is None
+    server.set_txt("_acme-challenge." + NAME, "wrong")
+    problem = validation.validate("dns-01", "dns", NAME, TOKEN, KEY_AUTH, provisioner())
+    assert problem is not None and problem["type"] == PREFIX + "incorrectResponse"
+    assert server.queries.count(("_acme-challenge." + NAME, "TXT")) == 2  # wrong is final
+
+
+def test_an_unknown_challenge_type_is_a_server_problem() -> None:
+    problem = validation.validate("device-attest-01", "dns", NAME, TOKEN, KEY_AUTH, provisioner())
+    assert problem is not None and problem["status"] == 500
+
+
+def test_ports_default_to_step_cas() -> None:
+    assert validation.Settings() == validation.Settings(None, 80, 443)
