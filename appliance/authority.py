@@ -119,6 +119,11 @@ class Authority:
         return cls(assemble(config, password, migrate_schema=migrate_schema))
 
     @property
+    def revocation_pointers(self) -> RevocationPointers | None:
+        """The CRL/OCSP/issuer URLs every leaf carries (None when the CRL is off)."""
+        return self._pointers
+
+    @property
     def signer(self) -> SigningKey:
         """The intermediate's key, opened in this process (KeyStoreError -> 503 at the API)."""
         return self.issuer_signer.get()
