@@ -107,6 +107,7 @@ class InitRequest:
     root_password: bytes | None = None
     record: Path | None = None
     ssh: bool = False  # `--ssh`: SSH user and host CA keys too (appliance.ssh_init)
+    acme: bool = False  # `--acme`: an ACME provisioner named `acme` too
 
     @property
     def record_path(self) -> Path:
@@ -184,8 +185,10 @@ def write_configs(
     provisioner: dict[str, Any],
     key_uri: str,
     ssh: dict[str, str] | None = None,
+    acme: bool = False,
 ) -> None:
-    """ca.json (the intermediate key by `key_uri`) and defaults.json, added to `res.written`."""
+    """ca.json (the intermediate key by `key_uri`) and defaults.json, added to `res.written`.
+    With `acme`, an ACME provisioner `acme` follows the JWK one, as `step ca init --acme`."""
     key, kms = KeyLocation.split(key_uri).config()
     ca_json: dict[str, Any] = {
         "root": str(res.root_cert),
@@ -201,7 +204,9 @@ def write_configs(
     ca_json |= {
         "logger": {"format": "text"},
         "db": {"type": "sqlite", "dataSource": str(res.db_dir)},
-        "authority": {"provisioners": [provisioner]},
+        "authority": {
+            "provisioners": [provisioner, *([{"type": "ACME", "name": "acme"}] if acme else [])]
+        },
         "tls": dict(DEFAULT_TLS),
     }
     if ssh is not None:
@@ -349,6 +354,7 @@ def _create(req: InitRequest, res: InitResult, progress: Progress) -> None:
         provisioner=new_provisioner(req.provisioner, req.provisioner_password),
         key_uri=inter_uri,
         ssh=ssh.block if ssh else None,
+        acme=req.acme,
     )
     append_entry(
         req.record_path,

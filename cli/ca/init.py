@@ -173,6 +173,9 @@ def init_command(
     ssh: bool = typer.Option(
         False, "--ssh", help="Create the SSH user and host CA keys too (enableSSHCA on)."
     ),
+    acme: bool = typer.Option(
+        False, "--acme", help="Add an ACME provisioner named 'acme' (RFC 8555, all challenges)."
+    ),
 ) -> None:
     """Initialise a CA: root and intermediate certificates, keys and configuration.
 
@@ -219,6 +222,8 @@ def init_command(
         raise CLIError("'--intermediate-csr' and '--intermediate-crt' cannot be used together")
     if ssh and (intermediate_csr is not None or intermediate_crt is not None):
         raise CLIError("'--ssh' cannot be used with '--intermediate-csr' or '--intermediate-crt'")
+    if acme and (intermediate_csr is not None or intermediate_crt is not None):
+        raise CLIError("'--acme' cannot be used with '--intermediate-csr' or '--intermediate-crt'")
     check_writable(
         ca_json,
         base / "config" / "defaults.json",
@@ -307,6 +312,7 @@ def init_command(
         root_password=root_password,
         record=record,
         ssh=ssh,
+        acme=acme,
     )
     ui.note("")
     if intermediate_csr is not None:

@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     PROVISIONER_PASSWORD,
     CAFactory,
     cert_fingerprint,
+    free_port,
     run_step,
 )
 
@@ -130,3 +131,36 @@ def test_init_missing_flag_does_not_prompt(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "step" / "config" / "ca.json").exists()
+
+
+def test_init_acme_adds_a_served_acme_provisioner(tmp_path: Path) -> None:
+    """`--acme` appends step's `{"type": "ACME", "name": "acme"}` after the JWK provisioner,
+    and the appliance serves its directory."""
+    ca = CA(base=tmp_path, port=free_port(), name="ACME init")
+    ca.steppath.mkdir(parents=True)
+    ca.password_file.write_text(CA_PASSWORD + "\n")
+    ca.provisioner_password_file.write_text(PROVISIONER_PASSWORD + "\n")
+    run_step(["ca", "init", "--acme", *ca.init_flags()], ca.steppath)
+    provisioners = json.loads(ca.ca_json.read_text())["authority"]["provisioners"]
+    assert [p["type"] for p in provisioners] == ["JWK", "ACME"]
+    assert provisioners[1] == {"type": "ACME", "name": "acme"}
+    ca.start()
+    try:
+        with ca.http() as client:
+            directory = client.get("/acme/acme/directory").json()
+        assert directory["newOrder"] == f"{ca.url}/acme/acme/new-order"
+    finally:
+        ca.stop()
+
+
+def test_init_acme_refused_with_the_offline_root_path(tmp_path: Path) -> None:
+    proc = run_step(
+        ["ca", "init", "--acme", "--intermediate-csr", str(tmp_path / "i.csr"), "--name", "X",
+         "--dns", "127.0.0.1", "--address", "127.0.0.1:1", "--provisioner", "p",
+         "--password-file", "/nonexistent-pw"],
+        tmp_path / "step", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "'--acme' cannot be used with '--intermediate-csr' or '--intermediate-crt'"
+    ]
