@@ -8,16 +8,22 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 import jwt
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from api.app import create_app
+from appliance.authority import Authority
+from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from pki.jose import default_alg, key_from_jwk
 from pki.jwe import decrypt_jwk
@@ -38,6 +44,18 @@ def make_ca(base: Path, *, enable_admin: bool = True) -> Path:
         )
     path.write_text(json.dumps(cfg))
     return path
+
+
+@contextmanager
+def admin_app(base: Path) -> Iterator[falcon.testing.TestClient]:
+    """The app of a fresh :func:`make_ca` CA under `base` (STEPPATH set meanwhile)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STEPPATH", str(base))
+    try:
+        authority = Authority.open(CAConfig.load(make_ca(base)), password=b"ca-pw")
+        yield falcon.testing.TestClient(create_app(authority))
+    finally:
+        mp.undo()
 
 
 class Admin:

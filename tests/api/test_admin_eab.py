@@ -20,21 +20,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from api.app import create_app
 from appliance.authority import Authority
 from appliance.config import CAConfig
-from tests.api.admin_tokens import Admin, add_key, make_ca
+from tests.api.admin_tokens import Admin, add_key, admin_app, make_ca
 
 PATH = "/admin/acme/eab/acme"
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[falcon.testing.TestClient]:
-    base = tmp_path_factory.mktemp("admin") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        authority = Authority.open(CAConfig.load(make_ca(base)), password=b"ca-pw")
-        yield falcon.testing.TestClient(create_app(authority))
-    finally:
-        mp.undo()
+    with admin_app(tmp_path_factory.mktemp("admin") / "step") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
