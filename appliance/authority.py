@@ -191,6 +191,9 @@ class Authority:
                 f"names {subject!r} {sans!r}: {exc}",
                 public="invalid certificate subject or SANs",
             ) from None
+        for rules in (prov.policy, self.config.policy):  # issuance policies, step-ca's order
+            if rules is not None:
+                rules.check_x509(subject, alt_names)  # PolicyError: 403
         request = LeafRequest(
             subject=subject_dn,
             sans=alt_names,

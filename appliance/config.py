@@ -30,6 +30,7 @@ from appliance.config_schema import (
     check,
     split_address,
 )
+from pki.policy import IssuancePolicy
 from pki.steppath import resolve, step_path
 from provisioners.claims import Claims
 from provisioners.fields import duration_or
@@ -105,6 +106,8 @@ class CAConfig:
     templates: dict[str, Any] | None = None
     # ca.json `authority.enableAdmin`: the admin API (appliance.admin) is mounted.
     enable_admin: bool = False
+    # ca.json `authority.policy`, compiled (None: no rules, nothing to check).
+    policy: IssuancePolicy | None = None
 
     @property
     def base_url(self) -> str:
@@ -175,6 +178,7 @@ class CAConfig:
             ssh=schema.ssh,
             templates=schema.templates,
             enable_admin=bool(authority.enableAdmin),
+            policy=authority.policy.engine if authority.policy else None,
         )
 
     def tls_options(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from provisioners.fields import (
     expected,
     invalid,
 )
-from provisioners.schema import AnyProvisioner, ClaimsSchema, problems
+from provisioners.schema import AnyProvisioner, ClaimsSchema, PolicySchema, problems
 from provisioners.schema import SchemaError as SchemaError  # check() raises it
 
 # step-ca's `cipherSuites` map (authority/config/tls_options.go): the names it accepts.
@@ -272,7 +272,7 @@ class AuthoritySchema(Schema):
     authorityId: Str = None
     deploymentType: Str = None
     type: Str = None
-    policy: Object = None
+    policy: PolicySchema | None = None  # compiled at load (pki.policy)
 
     @field_validator("claims")
     @classmethod

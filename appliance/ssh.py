@@ -28,7 +28,15 @@ from pki.durations import format_duration
 from pki.errors import CAError, ErrorKind, bad_request, forbidden
 from provisioners.audience import Method, audiences
 from provisioners.registry import parse_token
-from provisioners.ssh import HOST, USER, USER_EXTENSIONS, SSHOptions, SSHSignGrant, resolve
+from provisioners.ssh import (
+    HOST,
+    REQUEST_CERT_TYPE,
+    USER,
+    USER_EXTENSIONS,
+    SSHOptions,
+    SSHSignGrant,
+    resolve,
+)
 from provisioners.sshpop import ssh_audiences
 
 log = logging.getLogger(__name__)
@@ -87,11 +95,15 @@ class SSHAuthority:
 
     # --- signing ------------------------------------------------------------------------
 
-    def _authorize(self, ott: str) -> SSHSignGrant:
+    def _authorize(self, ott: str, cert_type: str = "") -> SSHSignGrant:
         token = parse_token(ott)
         prov = self.authority.registry.for_token(token, self.all_audiences)
         self.authority._check_issued_at(token.claims.get("iat"))  # X.509's rule, shared
-        return prov.authorize_ssh_sign(token, self._audiences)
+        asked = REQUEST_CERT_TYPE.set(cert_type)
+        try:
+            return prov.authorize_ssh_sign(token, self._audiences)
+        finally:
+            REQUEST_CERT_TYPE.reset(asked)
 
     def _window(self, req: SSHOptions, grant: SSHSignGrant, now: datetime) -> tuple[int, int]:
         """step-ca's order: the request's times, the token's (which win), then the default
@@ -112,6 +124,8 @@ class SSHAuthority:
         if after == 0:
             backdated = backdate
             after = int(now.timestamp())
+        if grant.not_after_limit is not None:
+            before = _limit(after, before, default, grant.not_after_limit)
         if before == 0:
             before = after + int(default.total_seconds())
         if after > backdated:
@@ -140,8 +154,10 @@ class SSHAuthority:
         (the token burned in the same transaction); then the add-user certificate."""
         now = datetime.now(UTC).replace(microsecond=0)
         req.options.validate()
-        grant = self._authorize(req.ott)
+        grant = self._authorize(req.ott, req.options.cert_type)
         req.options.check_grant(grant)
+        if grant.request_principals and req.options.principals:
+            grant = replace(grant, principals=req.options.principals)
         if grant.from_request:  # an OIDC admin: the request names the certificate
             opts = req.options
             grant = replace(
@@ -155,6 +171,10 @@ class SSHAuthority:
         check_key(req.public_key)
         after, before = self._window(req.options, grant, now)
         signer = self.keys.signer(grant.cert_type)  # 501 when that CA key is not configured
+        prov = self.authority.registry.by_name(grant.provisioner_name)
+        for rules in (self.authority.config.policy, prov.policy if prov else None):  # step-ca's
+            if rules is not None:  # issuance policies, authority's first; PolicyError: 403
+                rules.check_ssh(grant.cert_type == HOST, grant.principals)
         builder = (
             SSHCertificateBuilder()
             .public_key(req.public_key)
@@ -262,6 +282,24 @@ class SSHAuthority:
     def hosts(self) -> list[str]:
         """`/ssh/hosts`: principals of the host certificates still valid."""
         return self.store.host_principals()
+
+
+def _limit(after: int, before: int, default: timedelta, not_after: datetime) -> int:
+    """step-ca's sshLimitDuration: no certificate outlives the credential (an X5C leaf)."""
+    cap = int(not_after.timestamp())
+    if after > cap:
+        raise forbidden(
+            f"provisioning credential expiration ({not_after}) is before requested "
+            "certificate validAfter"
+        )
+    if before == 0:
+        return min(after + int(default.total_seconds()), cap)
+    if before > cap:
+        raise forbidden(
+            f"provisioning credential expiration ({not_after}) is before requested "
+            "certificate validBefore"
+        )
+    return before
 
 
 def check_key(public: SSHPublicKey) -> None:

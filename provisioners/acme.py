@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from pki.errors import unauthorized
+from pki.policy import IssuancePolicy, PolicyError
 from provisioners.audience import Method
 from provisioners.base import Provisioner, SignOptions, Token
 from provisioners.claims import Claims
@@ -72,9 +73,23 @@ class ACMEProvisioner(Provisioner):
         """The provisioner extension of an ACME certificate (credential: the account)."""
         return ProvisionerExtension(int(ProvisionerType.ACME), self.name, account_id)
 
-    def identifier_problem(self, kind: str, value: str) -> str | None:
-        """Why an order's identifier is refused, or None (step-ca's checks: dns names and IP
-        addresses only; a wildcard needs dns-01)."""
+    def identifier_problem(
+        self, kind: str, value: str, authority_policy: IssuancePolicy | None = None
+    ) -> str | None:
+        """Why an order's identifier is refused, or None: not a valid identifier, or outside
+        this provisioner's issuance policy, then the authority's (step-ca's new-order)."""
+        problem = self._invalid(kind, value)
+        if problem is None:
+            for rules in (self.policy, authority_policy):
+                if rules is not None:
+                    try:
+                        rules.check_identifier(kind, value)
+                    except PolicyError as exc:
+                        return f"not authorized: {exc.message}"
+        return problem
+
+    def _invalid(self, kind: str, value: str) -> str | None:
+        """step-ca's checks: dns names and IP addresses only; a wildcard needs dns-01."""
         if kind == "ip":
             try:
                 ipaddress.ip_address(value)

@@ -14,6 +14,7 @@ from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
 
 if TYPE_CHECKING:
+    from pki.policy import IssuancePolicy
     from provisioners.schema import ProvisionerSchema
     from provisioners.ssh import SSHSignGrant
 
@@ -81,6 +82,8 @@ class Provisioner(ABC):
         self.config = config
         self.name = config.name
         self.claims = claims
+        # `policy`, compiled by the schema (None: no rules, nothing to check).
+        self.policy: IssuancePolicy | None = config.policy.engine if config.policy else None
 
     @property
     @abstractmethod

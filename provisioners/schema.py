@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from pki.policy import IssuancePolicy, Names, PolicyConfigError, ssh_policy, x509_policy
 from provisioners.base import ProvisionerConfigError
 from provisioners.fields import (
     EXPECTED,
@@ -35,6 +36,7 @@ from provisioners.fields import (
     Schema,
     Str,
     Strings,
+    invalid,
 )
 
 # Provisioner types step-ca knows (provisioner.List's UnmarshalJSON), as step spells them.
@@ -80,6 +82,80 @@ class ClaimsSchema(Schema):
     defaultHostSSHCertDuration: GoDuration = None
 
 
+class PolicyNamesSchema(Schema):
+    """An `allow` or `deny` block of a `policy` (X.509: cn, dns, ip, email, uri; SSH user:
+    email, principal; SSH host: dns, ip, principal)."""
+
+    cn: Strings = None
+    dns: Strings = None
+    ip: Strings = None
+    email: Strings = None
+    uri: Strings = None
+    principal: Strings = None
+
+    def names(self, ssh: bool) -> Names:
+        """The lists step-ca reads for the block (X.509: no principal; SSH: no cn, uri)."""
+        if ssh:
+            return Names(dns=self.dns or (), ip=self.ip or (), email=self.email or (),
+                         principal=self.principal or ())  # fmt: skip
+        return Names(self.cn or (), self.dns or (), self.ip or (), self.email or (),
+                     self.uri or ())  # fmt: skip
+
+
+class X509PolicySchema(Schema):
+    allow: PolicyNamesSchema | None = None
+    deny: PolicyNamesSchema | None = None
+    allowWildcardNames: Bool = None
+
+
+class SSHCertPolicySchema(Schema):
+    allow: PolicyNamesSchema | None = None
+    deny: PolicyNamesSchema | None = None
+
+
+class SSHPolicySchema(Schema):
+    user: SSHCertPolicySchema | None = None
+    host: SSHCertPolicySchema | None = None
+
+
+def _names(block: X509PolicySchema | SSHCertPolicySchema | None) -> tuple[Names, Names]:
+    if block is None:
+        return Names(), Names()
+    ssh = isinstance(block, SSHCertPolicySchema)
+    return (
+        block.allow.names(ssh) if block.allow else Names(),
+        block.deny.names(ssh) if block.deny else Names(),
+    )
+
+
+class PolicySchema(Schema):
+    """`authority.policy` or a provisioner's `policy`: step-ca's certificate issuance policy,
+    compiled when ca.json is read (a bad constraint stops the load, as in step-ca)."""
+
+    x509: X509PolicySchema | None = None
+    ssh: SSHPolicySchema | None = None
+    _compiled: IssuancePolicy | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Self:
+        ssh = self.ssh or SSHPolicySchema()
+        try:
+            engine = IssuancePolicy(
+                x509_policy(*_names(self.x509), bool(self.x509 and self.x509.allowWildcardNames)),
+                ssh_policy(*_names(ssh.user)),
+                ssh_policy(*_names(ssh.host)),
+            )
+        except PolicyConfigError as exc:
+            raise invalid(str(exc)) from None
+        self._compiled = engine if engine else None
+        return self
+
+    @property
+    def engine(self) -> IssuancePolicy | None:
+        """The compiled rules; None when they name nothing (nothing to check)."""
+        return self._compiled
+
+
 class ProvisionerSchema(Schema):
     """What every provisioner has; as is, the step-ca types this build skips."""
 
@@ -87,6 +163,7 @@ class ProvisionerSchema(Schema):
     name: RequiredStr
     claims: ClaimsSchema | None = None
     options: Object = None
+    policy: PolicySchema | None = None
     _json: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")

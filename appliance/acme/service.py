@@ -25,6 +25,7 @@ from appliance.metrics import CERTIFICATES_ISSUED, CERTIFICATES_REVOKED
 from appliance.profiles import LeafRequest, build_leaf, subject_name
 from appliance.validity import Window, check_window, requested_window
 from pki.errors import CAError
+from pki.policy import PolicyError
 from pki.sans import SubjectAltNames
 from provisioners.acme import ACMEProvisioner
 
@@ -168,7 +169,7 @@ class ACME:
             kind, value = ident["type"], ident["value"].lower()
             if kind == "ip":
                 value = str(ipaddress.ip_address(value)) if _is_ip(value) else value
-            problem = self.prov.identifier_problem(kind, value)
+            problem = self.prov.identifier_problem(kind, value, self.authority.config.policy)
             if problem:
                 raise ACMEProblem(
                     "rejectedIdentifier" if kind in ("dns", "ip") else "unsupportedIdentifier",
@@ -296,9 +297,18 @@ class ACME:
         except CAError as exc:
             raise ACMEProblem("malformed", str(exc)) from None
         extension = None if claims.disable_smallstep_extensions else self.prov.extension(account.id)
+        sans = SubjectAltNames.split(names)
+        for rules in (self.prov.policy, authority.config.policy):  # again: a reload may have
+            if rules is not None:  # changed them since new-order (step-ca checks both times)
+                try:
+                    rules.check_x509(common_name, sans)
+                except PolicyError as exc:
+                    raise ACMEProblem(
+                        "rejectedIdentifier", f"not authorized: {exc.message}"
+                    ) from None
         request = LeafRequest(
             subject=subject_name(common_name, authority.config.template),
-            sans=SubjectAltNames.split(names),
+            sans=sans,
             public_key=csr.public_key(),
             not_before=window.not_before,
             not_after=window.not_after,

@@ -28,6 +28,7 @@ from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.db.models import acme_challenges
 from appliance.pki import InitRequest, init_pki
+from provisioners.schema import PolicySchema
 from tests.e2e.harness import free_port
 
 NAME = "www.acme.test"
@@ -433,3 +434,25 @@ def test_a_challenge_left_processing_by_a_dead_worker_is_validated_again(
     authz = wait_for(acme, authz_url, "valid")  # or the poll of the authz started it again
     assert authz["challenges"][0]["status"] == "valid"
     assert acme.post(path(order.headers["Location"])).json["status"] == "ready"
+
+
+def test_finalize_checks_the_policy_again(
+    client: falcon.testing.TestClient, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy that changed since new-order (a reload) refuses the certificate at finalize."""
+    acme = Client(client)
+    acme.register()
+    created = acme.post("/acme/acme/new-order", {"identifiers": [{"type": "dns", "value": NAME}]})
+    order = created.json
+    authz = acme.post(path(order["authorizations"][0])).json
+    (challenge,) = authz["challenges"]
+    Challenges.answers[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+    acme.post(path(challenge["url"]), {})
+    wait_for(acme, order["authorizations"][0], "valid")
+    denied = PolicySchema.model_validate({"x509": {"deny": {"dns": [NAME]}}}).engine
+    monkeypatch.setattr(authority.registry.by_name("acme"), "policy", denied)
+    key = ec.generate_private_key(ec.SECP256R1())
+    refused = acme.post(path(order["finalize"]), {"csr": csr_der(key, NAME)})
+    problem(refused, "rejectedIdentifier")
+    assert NAME in refused.json["detail"]
+    assert acme.post(path(created.headers["Location"])).json["status"] == "ready"
