@@ -1,6 +1,6 @@
 """step-ca's SSH routes: `/ssh/sign` (and the legacy `/sign-ssh`), `/ssh/renew`,
 `/ssh/rekey`, `/ssh/revoke`, `/ssh/roots`, `/ssh/federation`, `/ssh/check-host`,
-`/ssh/hosts` (alias `/ssh/get-hosts`)."""
+`/ssh/hosts` (alias `/ssh/get-hosts`), `/ssh/bastion`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from appliance import ssh_renew
 from appliance.authority import Authority
 from appliance.ssh import SSHAuthority, SSHSignRequest
 from appliance.ssh_keys import cert_wire, decode_public_key
-from pki.errors import CAError, ErrorKind, bad_request
+from pki.errors import CAError, ErrorKind, bad_request, not_found
 from provisioners.ssh import HOST, USER, SSHOptions
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,37 @@ class SSHConfig(_SSHResource):
         json_response(resp, {key: outputs} if outputs else {})  # Go's omitempty
 
 
+class SSHBastion(_SSHResource):
+    """POST /ssh/bastion `{"user","hostname"}`: `{"hostname","bastion"?}` with ca.json's
+    `ssh.bastion` (step-ca's GetSSHBastion): none for the bastion itself (names compared
+    case-insensitively) or without one; 404 without an `ssh` block."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req)
+        optional_string(body, "user")  # step-ca passes it on to a custom bastion function
+        hostname = optional_string(body, "hostname") or ""
+        if not hostname:
+            raise bad_request("missing or empty hostname")
+        ssh = self.authority.config.ssh
+        if ssh is None:
+            raise not_found("authority.GetSSHBastion; ssh is not configured")
+        out: dict[str, Any] = {"hostname": hostname}
+        bastion = ssh.bastion
+        own = bastion.hostname if bastion is not None else None
+        if bastion is not None and own and hostname.casefold() != own.casefold():
+            out["bastion"] = {"hostname": bastion.hostname} | {
+                k: v
+                for k, v in (
+                    ("user", bastion.user),
+                    ("port", bastion.port),
+                    ("cmd", bastion.cmd),
+                    ("flags", bastion.flags),
+                )
+                if v
+            }
+        json_response(resp, out)
+
+
 def routes(authority: Authority) -> list[tuple[str, object]]:
     """The SSH routes, for api.app's table (each also under /1.0)."""
     sign = SSHSign(authority)
@@ -189,4 +220,5 @@ def routes(authority: Authority) -> list[tuple[str, object]]:
         ("/ssh/config/{type}", config),
         ("/ssh/hosts", hosts),
         ("/ssh/get-hosts", hosts),
+        ("/ssh/bastion", SSHBastion(authority)),
     ]

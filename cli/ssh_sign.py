@@ -11,15 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import SSHCertificate
 
 from cli import ssh_agent, ssh_keys
 from cli.ca import ui
 from cli.ca.client import CAClient
 from cli.ca.defaults import CA_URL_HELP, ROOT_HELP, flag_value, require_ca_url, require_root
+from cli.ca.flows import choose_provisioner
 from cli.ca.issue import key_spec, new_token
-from cli.ca.tokens import audience, unverified_claims
+from cli.ca.tokens import audience, token_window, unverified_claims
+from cli.ca.x5c_flow import check_credential, load_credential, x5c_token
 from cli.common import CLIError, check_outputs, prompt_password, read_password_file, write_output
+from pki.fingerprint import certificate_fingerprint
 
 
 def sanitize_principal(subject: str) -> str:
@@ -79,8 +83,10 @@ def ssh_token(
     valid_before: str,
     provisioner: str | None,
     password_file: Path | None,
+    x5c: tuple[Path, Path] | None = None,
 ) -> str:
-    """A one-time token for /ssh/sign from the chosen provisioner."""
+    """A one-time token for /ssh/sign from the chosen provisioner (with --x5c-cert and
+    --x5c-key, an X5C token; with a cloud provisioner, the instance's identity token)."""
     claim = {
         "certType": cert_type,
         "keyID": key_id,
@@ -88,6 +94,8 @@ def ssh_token(
         "validAfter": valid_after,
         "validBefore": valid_before,
     }
+    if x5c is not None:
+        return x5c_ssh_token(client, root, key_id, claim, provisioner, x5c, password_file)
     return new_token(
         client,
         root,
@@ -100,6 +108,40 @@ def ssh_token(
         None,
         path="/1.0/ssh/sign",
         options={"ssh": claim},
+    )
+
+
+def x5c_ssh_token(
+    client: CAClient,
+    root: Path,
+    key_id: str,
+    claim: dict[str, Any],
+    provisioner: str | None,
+    x5c: tuple[Path, Path],
+    password_file: Path | None,
+) -> str:
+    """step's X5C SSH token: the chain in the `x5c` header, signed by its key, for
+    `/1.0/ssh/sign#x5c/<name>`, with the `step.ssh` claim and no `sans`."""
+    prov = choose_provisioner(client.provisioners(), provisioner, None, "X5C")
+    name = str(prov.get("name", ""))
+    ui.selected("Provisioner", f"{name} (X5C)")
+    pair = load_credential(x5c[0], x5c[1], password_file)
+    check_credential(pair)
+    try:
+        root_cert = x509.load_pem_x509_certificate(root.read_bytes())
+    except (OSError, ValueError):
+        raise CLIError(f"error reading root certificate {root}") from None
+    not_before, expires = token_window(None, None)
+    return x5c_token(
+        pair,
+        issuer=name,
+        audience=f"{audience(client.ca_url, '/1.0/ssh/sign')}#x5c/{name}",
+        subject=key_id,
+        sans=None,
+        not_before=not_before,
+        expires=expires,
+        root_fingerprint=certificate_fingerprint(root_cert),
+        extra={"step": {"ssh": claim}},
     )
 
 
@@ -215,6 +257,10 @@ def certificate_command(
     curve: str | None = typer.Option(None, "--curve", "--crv", help="EC curve or OKP curve."),
     size: int = typer.Option(2048, "--size", help="RSA key size in bits."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing files."),
+    x5c_cert: Path | None = typer.Option(
+        None, "--x5c-cert", help="Certificate (chain) that is the credential of an X5C provisioner."
+    ),
+    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="The private key of --x5c-cert."),
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -232,9 +278,17 @@ def certificate_command(
       $ step ssh certificate --host internal.example.com ssh_host_ecdsa_key --no-password --insecure
 
       $ step ssh certificate --sign mariano@work id_ecdsa.pub --not-after 2h
+
+    With a cloud provisioner (AWS, GCP, Azure) on its VM, --host gets a host certificate
+    for the instance (the identity token comes from the metadata service); with
+    --x5c-cert/--x5c-key a certificate chain trusted by an X5C provisioner is the credential.
     """
     if token and provisioner_password_file:
         raise CLIError("flag '--token' is incompatible with '--provisioner-password-file'")
+    if (x5c_cert is None) != (x5c_key is None):
+        raise CLIError("flags '--x5c-cert' and '--x5c-key' must be given together")
+    if token and x5c_cert:
+        raise CLIError("flag '--token' is incompatible with '--x5c-cert'")
     if host and add_user:
         raise CLIError("flag '--host' is incompatible with '--add-user'")
     if add_user and len(principal) > 1:
@@ -278,6 +332,7 @@ def certificate_command(
             valid_before=valid_before,
             provisioner=provisioner,
             password_file=provisioner_password_file or password_file,
+            x5c=(x5c_cert, x5c_key) if x5c_cert and x5c_key else None,
         )
         body = sign_body(
             public,

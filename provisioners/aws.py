@@ -52,10 +52,12 @@ from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
     FragmentIIDProvisioner,
     check_times,
+    host_grant,
     instance_age,
     with_fragment,
 )
 from provisioners.schema import AWSSchema
+from provisioners.ssh import SSHSignGrant, require_ssh_enabled
 
 AWS_ISSUER = "ec2.amazonaws.com"
 IMDS_VERSIONS = ("v1", "v2")
@@ -138,7 +140,7 @@ def _b64_bytes(value: object, what: str) -> bytes:
 
 
 class AWSProvisioner(FragmentIIDProvisioner):
-    """step-ca's AWS provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
+    """step-ca's AWS provisioner (X.509 and SSH host sign, like step-ca: no revoke tokens)."""
 
     type_name = "AWS"
     fragment_type = "aws"
@@ -205,6 +207,20 @@ class AWSProvisioner(FragmentIIDProvisioner):
             )
         # Trust on first use: the CSR's names are taken as they are.
         return self.sign_options(token, instance, expires, sans=(), names_from_csr=True, **common)
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's AWS AuthorizeSSHSign: `enableSSHCA`; a host certificate, key ID the
+        instance ID, principals the private IP and its internal DNS name (provisioners.iid)."""
+        require_ssh_enabled(self.claims, "aws", self.name)
+        _, doc, expires = self._authorize_token(token, audiences)
+        instance, private_ip = str(doc["instanceId"]), str(doc["privateIp"])
+        return host_grant(
+            self,
+            key_id=instance,
+            principals=(private_ip, private_dns_name(private_ip, str(doc["region"]))),
+            disable_custom_sans=self.disable_custom_sans,
+            token_id=self.token_id(token, instance, expires),
+        )
 
     def _authorize_token(
         self, token: Token, audiences: list[str]

@@ -46,12 +46,14 @@ from provisioners.iid import (
     FOREVER,
     audience_contains,
     check_times,
+    host_grant,
     routed_init_errors,
     sha256_hex,
     verify_with_jwks,
 )
 from provisioners.jwks import FetchError, JWKSCache, check_url, fetch_json
 from provisioners.schema import AzureSchema
+from provisioners.ssh import SSHSignGrant, require_ssh_enabled
 
 AZURE_OIDC_BASE_URL = "https://login.microsoftonline.com"
 AZURE_DEFAULT_AUDIENCE = "https://management.azure.com/"
@@ -69,7 +71,7 @@ def default_discovery_url(tenant_id: str) -> str:
 
 
 class AzureProvisioner(Provisioner):
-    """step-ca's Azure provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
+    """step-ca's Azure provisioner (X.509 and SSH host sign, like step-ca: no revoke tokens)."""
 
     type_name = "Azure"
     config: AzureSchema
@@ -118,27 +120,11 @@ class AzureProvisioner(Provisioner):
         if method is not Method.SIGN:
             raise unauthorized("provisioner.AuthorizeRevoke not implemented")
         claims, expires = self._authorize_token(token)
-        match = XMS_MIRID.match(str(claims.get("xms_mirid") or ""))
-        assert match is not None  # checked by _authorize_token
-        subscription, group, name = match.group(1), match.group(2), match.group(4)
-        object_id = claims.get("oid")
-        prefix = "azure.AuthorizeSign; azure token validation failed"
-        if self.resource_groups and group not in self.resource_groups:
-            raise unauthorized(f"{prefix} - invalid resource group")
-        if self.subscription_ids and subscription not in self.subscription_ids:
-            raise unauthorized(f"{prefix} - invalid subscription id")
-        if self.object_ids and object_id not in self.object_ids:
-            raise unauthorized(f"{prefix} - invalid identity object id")
+        name = self._vm_name(claims, "AuthorizeSign")
         extension = None
         if not self.claims.disable_smallstep_extensions:
             extension = ProvisionerExtension(int(ProvisionerType.AZURE), self.name, self.tenant_id)
-        if self.disable_tofu:
-            # step-ca lets such tokens be reused (the metadata service hands out the same
-            # token for hours): an id that is new on every use never collides.
-            token_id = f"{token_hash(token.raw)}.{secrets.token_hex(16)}"
-            token_expires = expires
-        else:
-            token_id, token_expires = sha256_hex(str(claims["xms_mirid"])), FOREVER
+        token_id, token_expires = self._token_id(token, claims, expires)
         common: dict[str, Any] = {
             "provisioner_name": self.name,
             "subject": name,
@@ -151,6 +137,46 @@ class AzureProvisioner(Provisioner):
             # CN empty or the VM name; DNS names only the VM name; nothing else.
             return SignOptions(sans=(name,), **common)
         return SignOptions(sans=(), names_from_csr=True, **common)
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's Azure AuthorizeSSHSign: `enableSSHCA`; a host certificate, key ID and
+        principal the VM name (provisioners.iid). Unlike step-ca, the resource group,
+        subscription and object ID allow-lists apply here too."""
+        require_ssh_enabled(self.claims, "azure", self.name)
+        claims, expires = self._authorize_token(token)
+        name = self._vm_name(claims, "AuthorizeSSHSign")
+        return host_grant(
+            self,
+            key_id=name,
+            principals=(name,),
+            disable_custom_sans=self.disable_custom_sans,
+            token_id=self._token_id(token, claims, expires),
+        )
+
+    def _vm_name(self, claims: dict[str, Any], method: str) -> str:
+        """The VM (or identity) name of `xms_mirid`, once the allow-lists accept it."""
+        match = XMS_MIRID.match(str(claims.get("xms_mirid") or ""))
+        assert match is not None  # checked by _authorize_token
+        subscription, group, name = match.group(1), match.group(2), match.group(4)
+        object_id = claims.get("oid")
+        prefix = f"azure.{method}; azure token validation failed"
+        if self.resource_groups and group not in self.resource_groups:
+            raise unauthorized(f"{prefix} - invalid resource group")
+        if self.subscription_ids and subscription not in self.subscription_ids:
+            raise unauthorized(f"{prefix} - invalid subscription id")
+        if self.object_ids and object_id not in self.object_ids:
+            raise unauthorized(f"{prefix} - invalid identity object id")
+        return name
+
+    def _token_id(
+        self, token: Token, claims: dict[str, Any], expires: datetime
+    ) -> tuple[str, datetime]:
+        """The identity's trust-on-first-use id (forever), or with `disableTrustOnFirstUse`
+        an id that is new on every use: step-ca lets such tokens be reused (the metadata
+        service hands out the same token for hours)."""
+        if self.disable_tofu:
+            return f"{token_hash(token.raw)}.{secrets.token_hex(16)}", expires
+        return sha256_hex(str(claims["xms_mirid"])), FOREVER
 
     def _authorize_token(self, token: Token) -> tuple[dict[str, Any], datetime]:
         """step-ca's Azure authorizeToken, in its order; returns (claims, exp)."""

@@ -40,6 +40,7 @@ from provisioners.iid import (
     ALLOWED_COMMON_NAMES,
     FragmentIIDProvisioner,
     check_times,
+    host_grant,
     instance_age,
     numeric_date,
     verify_with_jwks,
@@ -47,6 +48,14 @@ from provisioners.iid import (
 )
 from provisioners.jwks import FetchError, JWKSCache
 from provisioners.schema import GCPSchema
+from provisioners.ssh import (
+    HOST,
+    REQUEST_CERT_TYPE,
+    USER,
+    SSHOptions,
+    SSHSignGrant,
+    require_ssh_enabled,
+)
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUER = "https://accounts.google.com"
@@ -64,7 +73,7 @@ def internal_dns_names(instance_name: str, zone: str, project_id: str) -> tuple[
 
 
 class GCPProvisioner(FragmentIIDProvisioner):
-    """step-ca's GCP provisioner (X.509 sign only, like step-ca: no revoke tokens)."""
+    """step-ca's GCP provisioner (X.509 and SSH sign, like step-ca: no revoke tokens)."""
 
     type_name = "GCP"
     fragment_type = "gcp"
@@ -80,6 +89,9 @@ class GCPProvisioner(FragmentIIDProvisioner):
         organization = config.organizationID or ""
         self.disable_custom_sans = bool(config.disableCustomSANs)
         self.disable_tofu = bool(config.disableTrustOnFirstUse)
+        # step-ca's defaults: host certificates yes, user certificates no.
+        self.disable_ssh_host = bool(config.disableSSHCAHost)
+        self.disable_ssh_user = config.disableSSHCAUser is not False
         self.instance_age = instance_age(config.instanceAge)
         self.issuer = config.issuer or GOOGLE_ISSUER
         certs_url = config.certsURL or GOOGLE_CERTS_URL
@@ -124,6 +136,47 @@ class GCPProvisioner(FragmentIIDProvisioner):
             )
         return self.sign_options(
             token, instance_id, expires, sans=(), names_from_csr=True, **common
+        )
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's GCP AuthorizeSSHSign. By the request's certType (default host): a host
+        certificate for the VM (key ID its name, principals its internal DNS names,
+        provisioners.iid), or, with `disableSSHCAUser: false`, a user certificate for the
+        service account (key ID its e-mail, principals `sa_<sub>` and the e-mail, forced)."""
+        cert_type = REQUEST_CERT_TYPE.get() or HOST
+        prefix = "gcp.AuthorizeSSHSign"
+        require_ssh_enabled(self.claims, "gcp", self.name)
+        if {HOST: self.disable_ssh_host, USER: self.disable_ssh_user}.get(cert_type):
+            which = "Hosts" if cert_type == HOST else "Users"
+            raise unauthorized(
+                f"{prefix}; sshCA for {which} is disabled for gcp provisioner '{self.name}'"
+            )
+        if cert_type not in (HOST, USER):
+            raise unauthorized(f"{prefix}; invalid requested certType")
+        claims, engine, expires = self._authorize_token(token, audiences)
+        token_id = self.token_id(token, engine["instance_id"], expires)
+        if cert_type == HOST:
+            return host_grant(
+                self,
+                key_id=engine["instance_name"],
+                principals=internal_dns_names(
+                    engine["instance_name"], engine["zone"], engine["project_id"]
+                ),
+                disable_custom_sans=self.disable_custom_sans,
+                token_id=token_id,
+            )
+        email = str(claims.get("email") or "")
+        principals = (f"sa_{claims.get('sub') or ''}", email)
+        return SSHSignGrant(
+            provisioner_name=self.name,
+            cert_type=USER,
+            key_id=email,
+            principals=principals,
+            token_options=SSHOptions(cert_type=USER, principals=principals),
+            subject="",
+            claims=self.claims,
+            token_id=token_id[0],
+            token_expires=token_id[1],
         )
 
     def _authorize_token(

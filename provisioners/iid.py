@@ -33,6 +33,7 @@ from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension
 from provisioners.jwks import JWKSCache
 from provisioners.schema import ProvisionerSchema
+from provisioners.ssh import HOST, SSHOptions, SSHSignGrant
 
 #: step-ca validates exp/nbf/iat of identity tokens with one minute of leeway.
 LEEWAY = timedelta(minutes=1)
@@ -140,6 +141,14 @@ class FragmentIIDProvisioner(Provisioner):
     def lookup_keys(self) -> list[str]:
         return fragment_keys(self.token_id_prefix)
 
+    def token_id(self, token: Token, instance_id: str, expires: datetime) -> tuple[str, datetime]:
+        """The token's hash (until `expires`) when trust on first use is disabled, else the
+        instance's trust-on-first-use id (forever). X.509 and SSH share it, as in step-ca: an
+        instance gets one certificate of either kind."""
+        if self.disable_tofu:
+            return token_hash(token.raw), expires
+        return tofu_id(self.token_id_prefix, instance_id), FOREVER
+
     def sign_options(
         self,
         token: Token,
@@ -150,12 +159,8 @@ class FragmentIIDProvisioner(Provisioner):
         extension: ProvisionerExtension | None,
         **options: Any,
     ) -> SignOptions:
-        """SignOptions with the token id: the token's hash (until `expires`) when trust on
-        first use is disabled, else the instance's trust-on-first-use id (forever)."""
-        if self.disable_tofu:
-            token_id, token_expires = token_hash(token.raw), expires
-        else:
-            token_id, token_expires = tofu_id(self.token_id_prefix, instance_id), FOREVER
+        """SignOptions with the token id (`token_id`)."""
+        token_id, token_expires = self.token_id(token, instance_id, expires)
         return SignOptions(
             provisioner_name=self.name,
             subject=subject,
@@ -165,6 +170,35 @@ class FragmentIIDProvisioner(Provisioner):
             token_expires=token_expires,
             **options,
         )
+
+
+def host_grant(
+    prov: Provisioner,
+    *,
+    key_id: str,
+    principals: tuple[str, ...],
+    disable_custom_sans: bool,
+    token_id: tuple[str, datetime],
+) -> SSHSignGrant:
+    """step-ca's IID AuthorizeSSHSign (AWS, GCP hosts, Azure): a host certificate whose key ID
+    is the instance's; its principals are the request's, which must be some of the instance's
+    own names with `disableCustomSANs` and may be anything (but not nothing) without it; a
+    request naming none gets the instance's names."""
+    return SSHSignGrant(
+        provisioner_name=prov.name,
+        cert_type=HOST,
+        key_id=key_id,
+        principals=principals,
+        token_options=SSHOptions(
+            cert_type=HOST, principals=principals if disable_custom_sans else ()
+        ),
+        subject="",
+        claims=prov.claims,
+        token_id=token_id[0],
+        token_expires=token_id[1],
+        request_principals=True,
+        require_principals=not disable_custom_sans,
+    )
 
 
 # --------------------------------------------------------------------------------------------

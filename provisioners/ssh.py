@@ -3,6 +3,7 @@ for matching the two (provisioner.SignSSHOptions and its sshCertOptionsValidator
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,10 @@ from provisioners.claims import Claims
 
 USER = "user"
 HOST = "host"
+
+#: The request's `certType` while its token is authorised (step-ca's NewContextWithCertType):
+#: the GCP provisioner signs user or host certificates by it.
+REQUEST_CERT_TYPE: ContextVar[str] = ContextVar("ssh_request_cert_type", default="")
 
 # step-ca's sshutil.DefaultExtensions for user certificates; host certificates get none.
 USER_EXTENSIONS = (
@@ -96,6 +101,8 @@ class SSHOptions:
                 if missing:
                     raise bad_request(message)
             return
+        if grant.require_principals and not self.principals:
+            raise bad_request("ssh certificate principals cannot be empty")
         self.check_against(grant.token_options)
         if grant.subject:
             self.check_against(SSHOptions(key_id=grant.subject))
@@ -145,6 +152,13 @@ class SSHSignGrant:
     # OIDC admins: type, key ID and principals come from the request (step-ca's admin
     # template); everyone else gets the grant's.
     from_request: bool = False
+    # Instance identities (step-ca's DefaultIIDTemplate): the request's principals when it
+    # names any (limited by `token_options`), else `principals`; with custom names allowed a
+    # request must name some.
+    request_principals: bool = False
+    require_principals: bool = False
+    # X5C: the certificate may not outlive the presented one (step-ca's sshLimitDuration).
+    not_after_limit: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

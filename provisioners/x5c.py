@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from provisioners.base import (
 from provisioners.claims import Claims
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from provisioners.schema import X5CSchema
+from provisioners.ssh import SSHSignGrant, grant, require_ssh_enabled, ssh_claim
 
 #: The most certificates a token's `x5c` header may carry (leaf + intermediates).
 MAX_CHAIN = 8
@@ -92,7 +94,7 @@ def _ee_policy() -> ExtensionPolicy:
 
 
 class X5CProvisioner(Provisioner):
-    """step-ca's X5C provisioner (X.509 sign and revoke tokens)."""
+    """step-ca's X5C provisioner (X.509 sign and revoke tokens, SSH certificates)."""
 
     type_name = "X5C"
     config: X5CSchema
@@ -217,7 +219,10 @@ class X5CProvisioner(Provisioner):
             raise unauthorized(f"{_PREFIX}error parsing x5c claims: {exc}") from None
         return claims
 
-    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+    def _verified(
+        self, token: Token, audiences: list[str]
+    ) -> tuple[dict[str, Any], x509.Certificate, str, str]:
+        """step-ca's x5c.authorizeToken: (claims, leaf, subject, single-use id)."""
         chain = self._chain(token)
         leaf = self.verify_chain(chain)
         claims = self._claims(token, leaf)
@@ -231,6 +236,22 @@ class X5CProvisioner(Provisioner):
             raise unauthorized(f"{_PREFIX}x5c token subject cannot be empty")
         jti = claims.get("jti")
         token_id = str(jti) if isinstance(jti, str) and jti else token_hash(token.raw)
+        return claims, leaf, subject, token_id
+
+    def authorize_ssh_sign(self, token: Token, audiences: list[str]) -> SSHSignGrant:
+        """step-ca's X5C AuthorizeSSHSign: `enableSSHCA`, a token for `/ssh/sign` with the
+        `step.ssh` claim (user or host; key ID and principals from it, else the subject, as
+        JWK), and no certificate outliving the presented one."""
+        require_ssh_enabled(self.claims, "x5c", self.name)
+        ssh_only = [a for a in audiences if a.endswith("/ssh/sign")]
+        claims, leaf, subject, token_id = self._verified(token, ssh_only)
+        options = ssh_claim(claims, "x5c")
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+        found = grant(self.name, subject, options, self.claims, token_id, expires)
+        return replace(found, not_after_limit=leaf.not_valid_after_utc)
+
+    def authorize(self, token: Token, method: Method, audiences: list[str]) -> SignOptions:
+        claims, leaf, subject, token_id = self._verified(token, audiences)
         extension = None
         if not self.claims.disable_smallstep_extensions:
             extension = ProvisionerExtension(int(ProvisionerType.X5C), self.name, "")
