@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from cli.ca import acme_eab, ceremony, init, issue, lifecycle, provisioner_admin, trust
+from cli.ca import (
+    acme_eab,
+    ceremony,
+    init,
+    issue,
+    lifecycle,
+    provisioner_admin,
+    sign,
+    trust,
+)
 from cli.helptext import StepTyper
 
 app = StepTyper(help="Initialise a CA, bootstrap trust in it, and get certificates from it.")
@@ -14,7 +23,7 @@ app.command(name="federation")(trust.federation_command)
 app.command(name="health")(trust.health_command)
 app.command(name="token")(issue.token_command)
 app.command(name="certificate")(issue.certificate_command)
-app.command(name="sign")(issue.sign_command)
+app.command(name="sign")(sign.sign_command)
 app.command(name="renew")(lifecycle.renew_command)
 app.command(name="rekey")(lifecycle.rekey_command)
 app.command(name="revoke")(lifecycle.revoke_command)

@@ -1,6 +1,6 @@
 """Token flows by provisioner type: `step ca token` / `step ca certificate` pick the flow from
 the type of the provisioner they use (JWK password, OIDC browser login, cloud instance
-identity, X5C certificate)."""
+identity, X5C certificate; ACME has no token but an RFC 8555 order, cli.ca.acme_flow)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ FLOWS: dict[str, str] = {
     "GCP": "cli.ca.cloud_flows:gcp_flow",
     "AZURE": "cli.ca.cloud_flows:azure_flow",
     "X5C": "cli.ca.x5c_flow:x5c_flow",
+    # No token: raises ACMETokenError, on which `step ca certificate`/`sign` run ACME.
+    "ACME": "cli.ca.acme_flow:acme_token_flow",
 }
 
 

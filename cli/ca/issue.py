@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from cli.ca import ui
+from cli.ca import acme_flow, ui
 from cli.ca.certfiles import load_pair
 from cli.ca.client import CAClient
 from cli.ca.cloud_flows import default_sans
@@ -194,7 +194,7 @@ def make_csr(subject: str, sans: list[str], key: Any) -> x509.CertificateSigning
     return builder.sign(key, algorithm)
 
 
-def _resolve_token(
+def resolve_token(
     token: str | None, ca_url: str | None, root: str | None
 ) -> tuple[str, Path, dict[str, Any] | None]:
     """ca-url and root for a request, reading the audience of a given token if needed."""
@@ -222,7 +222,7 @@ def _disables_custom_sans(client: CAClient, claims: dict[str, Any]) -> bool:
     return False
 
 
-def _save(resp: dict[str, Any], crt_file: Path) -> None:
+def save_chain(resp: dict[str, Any], crt_file: Path) -> None:
     chain = resp.get("certChain") or [resp.get("crt"), resp.get("ca")]
     data = "".join(str(c) for c in chain if c).encode()
     write_output(crt_file, data, mode=0o600)
@@ -262,6 +262,11 @@ def certificate_command(
     metadata_url: str | None = typer.Option(
         None, "--metadata-url", help="AWS/GCP/Azure: the instance metadata service's URL."
     ),
+    acme: str | None = acme_flow.ACME_URL,
+    standalone: bool = acme_flow.STANDALONE,
+    webroot: Path | None = acme_flow.WEBROOT,
+    contact: list[str] = acme_flow.CONTACT,
+    http_listen: str = acme_flow.HTTP_LISTEN,
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -277,9 +282,16 @@ def certificate_command(
       $ step ca certificate foo.internal foo.crt foo.key --token "$TOKEN"
 
       $ step ca certificate svc svc.crt svc.key --kty RSA --size 3072 --not-after 2h
+
+      $ step ca certificate app.test app.crt app.key --provisioner acme --webroot /srv/www
     """
-    url, root_path, claims = _resolve_token(token, ca_url, root)
+    opts = acme_flow.ACMEOptions(standalone, webroot, http_listen, contact, not_before, not_after)
     spec = key_spec(kty, curve, size)
+    if acme and not token:  # an ACME directory named by URL: no provisioner involved
+        check_outputs([crt_file, key_file], force)
+        acme_flow.certificate(acme, None, root, subject, san, (crt_file, key_file), spec, opts)
+        return
+    url, root_path, claims = resolve_token(token, ca_url, root)
     check_outputs([crt_file, key_file], force)
     sans = list(san)
     with CAClient(url, root_path) as client:
@@ -296,22 +308,27 @@ def certificate_command(
                 sans = [str(s) for s in token_sans]
             ott = token
         else:
-            ott = new_token(
-                client,
-                root_path,
-                subject,
-                sans,
-                provisioner,
-                None,
-                password_file,
-                None,
-                None,
-                options={
-                    "x5c_cert": x5c_cert,
-                    "x5c_key": x5c_key,
-                    "metadata_url": metadata_url,
-                },
-            )
+            try:
+                ott = new_token(
+                    client,
+                    root_path,
+                    subject,
+                    sans,
+                    provisioner,
+                    None,
+                    password_file,
+                    None,
+                    None,
+                    options={
+                        "x5c_cert": x5c_cert,
+                        "x5c_key": x5c_key,
+                        "metadata_url": metadata_url,
+                    },
+                )
+            except acme_flow.ACMETokenError as exc:  # an ACME provisioner: an order, no token
+                files = (crt_file, key_file)
+                acme_flow.certificate(url, exc.name, root_path, subject, sans, files, spec, opts)
+                return
             sans = sans or [subject]
         ui.selected("CA", url)
         token_claims = unverified_claims(ott)
@@ -327,78 +344,6 @@ def certificate_command(
             csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
         )
     write_output(key_file, private_pem(key, None), mode=0o600)
-    _save(resp, crt_file)
+    save_chain(resp, crt_file)
     ui.selected("Certificate", str(crt_file))
     ui.selected("Private Key", str(key_file))
-
-
-def sign_command(
-    csr_file: Path = typer.Argument(..., help="The certificate signing request (PEM)."),
-    crt_file: Path = typer.Argument(..., help="Where to write the certificate chain."),
-    token: str | None = typer.Option(
-        None, "--token", help="A one-time token from 'step ca token'."
-    ),
-    provisioner: str | None = typer.Option(
-        None, "--provisioner", "--issuer", help="The provisioner name to use."
-    ),
-    password_file: Path | None = typer.Option(
-        None,
-        "--password-file",
-        "--provisioner-password-file",
-        help="File with the password that decrypts the provisioner key.",
-    ),
-    not_before: str | None = typer.Option(None, "--not-before", help="Certificate valid from."),
-    not_after: str | None = typer.Option(None, "--not-after", help="Certificate valid until."),
-    x5c_cert: Path | None = typer.Option(
-        None, "--x5c-cert", help="X5C: the certificate (chain) that authorises the request."
-    ),
-    x5c_key: Path | None = typer.Option(None, "--x5c-key", help="X5C: the key of --x5c-cert."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
-    ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
-    root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
-) -> None:
-    """Sign an existing CSR with the CA and write the certificate chain.
-
-    Examples:
-
-      $ step ca sign foo.csr foo.crt
-
-      $ step ca sign foo.csr foo.crt --token "$TOKEN"
-    """
-    try:
-        csr = x509.load_pem_x509_csr(csr_file.read_bytes())
-    except OSError as exc:
-        raise CLIError(f"open {csr_file}: {exc.strerror}") from None
-    except ValueError:
-        raise CLIError(f"error parsing {csr_file}: not a PEM certificate request") from None
-    cn_attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    subject = str(cn_attrs[0].value) if cn_attrs else ""
-    try:
-        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = SubjectAltNames.of(ext)
-        sans = [*names.dns, *(str(ip) for ip in names.ips), *names.emails, *names.uris]
-    except x509.ExtensionNotFound:
-        sans = []
-    if not subject and not sans:
-        raise CLIError(f"{csr_file} has neither a common name nor SANs")
-    url, root_path, _ = _resolve_token(token, ca_url, root)
-    check_outputs([crt_file], force)
-    with CAClient(url, root_path) as client:
-        ott = token or new_token(
-            client,
-            root_path,
-            subject or sans[0],
-            sans,
-            provisioner,
-            None,
-            password_file,
-            None,
-            None,
-            options={"x5c_cert": x5c_cert, "x5c_key": x5c_key},
-        )
-        ui.selected("CA", url)
-        resp = client.sign(
-            csr.public_bytes(Encoding.PEM).decode(), ott, not_before or "", not_after or ""
-        )
-    _save(resp, crt_file)
-    ui.selected("Certificate", str(crt_file))
