@@ -11,19 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import SSHCertificate
 
 from cli import ssh_agent, ssh_keys
 from cli.ca import ui
 from cli.ca.client import CAClient
 from cli.ca.defaults import CA_URL_HELP, ROOT_HELP, flag_value, require_ca_url, require_root
-from cli.ca.flows import choose_provisioner
 from cli.ca.issue import key_spec, new_token
-from cli.ca.tokens import audience, token_window, unverified_claims
-from cli.ca.x5c_flow import check_credential, load_credential, x5c_token
+from cli.ca.tokens import audience, unverified_claims
 from cli.common import CLIError, check_outputs, prompt_password, read_password_file, write_output
-from pki.fingerprint import certificate_fingerprint
 
 
 def sanitize_principal(subject: str) -> str:
@@ -94,8 +90,6 @@ def ssh_token(
         "validAfter": valid_after,
         "validBefore": valid_before,
     }
-    if x5c is not None:
-        return x5c_ssh_token(client, root, key_id, claim, provisioner, x5c, password_file)
     return new_token(
         client,
         root,
@@ -107,41 +101,7 @@ def ssh_token(
         None,
         None,
         path="/1.0/ssh/sign",
-        options={"ssh": claim},
-    )
-
-
-def x5c_ssh_token(
-    client: CAClient,
-    root: Path,
-    key_id: str,
-    claim: dict[str, Any],
-    provisioner: str | None,
-    x5c: tuple[Path, Path],
-    password_file: Path | None,
-) -> str:
-    """step's X5C SSH token: the chain in the `x5c` header, signed by its key, for
-    `/1.0/ssh/sign#x5c/<name>`, with the `step.ssh` claim and no `sans`."""
-    prov = choose_provisioner(client.provisioners(), provisioner, None, "X5C")
-    name = str(prov.get("name", ""))
-    ui.selected("Provisioner", f"{name} (X5C)")
-    pair = load_credential(x5c[0], x5c[1], password_file)
-    check_credential(pair)
-    try:
-        root_cert = x509.load_pem_x509_certificate(root.read_bytes())
-    except (OSError, ValueError):
-        raise CLIError(f"error reading root certificate {root}") from None
-    not_before, expires = token_window(None, None)
-    return x5c_token(
-        pair,
-        issuer=name,
-        audience=f"{audience(client.ca_url, '/1.0/ssh/sign')}#x5c/{name}",
-        subject=key_id,
-        sans=None,
-        not_before=not_before,
-        expires=expires,
-        root_fingerprint=certificate_fingerprint(root_cert),
-        extra={"step": {"ssh": claim}},
+        options={"ssh": claim, "x5c_cert": x5c[0], "x5c_key": x5c[1]} if x5c else {"ssh": claim},
     )
 
 

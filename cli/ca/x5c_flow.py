@@ -107,13 +107,16 @@ def x5c_flow(req: TokenRequest, provisioner: dict[str, Any]) -> str:
     ui.selected("Provisioner", f"{name} (X5C)")
     pair = load_credential(cert_file, key_file, req.password_file)
     check_credential(pair)
+    # An SSH token carries step's `step.ssh` claim and no `sans`, as the JWK flow's does.
+    ssh = req.options.get("ssh")
     return x5c_token(
         pair,
         issuer=name,
         audience=f"{req.audience}#x5c/{name}",
         subject=req.subject,
-        sans=req.sans or [req.subject],
+        sans=None if ssh else req.sans or [req.subject],
         not_before=req.not_before,
         expires=req.expires,
         root_fingerprint=req.root_fingerprint,
+        extra={"step": {"ssh": ssh}} if ssh else None,
     )

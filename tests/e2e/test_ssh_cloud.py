@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -335,6 +336,21 @@ def test_x5c_user_certificate_with_step(env: Env) -> None:
     assert isinstance(cert, SSHCertificate)
     leaf = x509.load_pem_x509_certificates(crt.read_bytes())[0]
     assert cert.valid_before == int(leaf.not_valid_after_utc.timestamp())
+
+
+def test_x5c_ssh_token_by_hand(env: Env) -> None:
+    """`step ca token --ssh --x5c-cert` carries `step.ssh` (no `sans`), and `step ssh
+    certificate --token` spends it."""
+    crt, key = write_credential(env.pki, env.work, "carol")
+    token = env.ok("ca", "token", "carol", "--ssh", "--principal", "carol", "--x5c-cert", crt,
+                   "--x5c-key", key, "--provisioner", "x5c").strip()  # fmt: skip
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["step"]["ssh"]["principals"] == ["carol"] and "sans" not in claims
+    assert claims["aud"].endswith("/1.0/ssh/sign#x5c/x5c")
+    out = env.work / "carol_ssh"
+    env.ok("ssh", "certificate", "carol", out, "--token", token, "--no-password", "--insecure",
+           "--no-agent", "--force")  # fmt: skip
+    assert principals_listed(keygen_list(Path(f"{out}-cert.pub"))) == ["carol"]
 
 
 def test_x5c_host_certificate_and_refusals(env: Env) -> None:
