@@ -77,6 +77,12 @@ def serve(
     acme_tls_port: int = typer.Option(
         443, "--acme-tls-port", min=1, max=65535, help="The port ACME's tls-alpn-01 connects to."
     ),
+    acme_strict_fqdn: bool = typer.Option(
+        False,
+        "--acme-strict-fqdn",
+        help="Look up http-01 and tls-alpn-01 names as fully qualified (a trailing dot), so the "
+        "system's DNS search domains are never tried.",
+    ),
 ) -> None:
     """Run the Stepstone certificate authority (step-ca compatible).
 
@@ -100,7 +106,8 @@ def serve(
 
       $ step-ca ./ca.json --password-file ./pw --resolver 10.0.0.53 --acme-tls-port 8443
 
-    ACME validation: '--resolver', '--acme-http-port' and '--acme-tls-port' are set in the
+    ACME validation: '--resolver', '--acme-http-port', '--acme-tls-port' and
+    '--acme-strict-fqdn' are set in the
     server's master process before it forks its workers, which inherit them
     (appliance.acme.validation.configure); an ACME provisioner's `stepstone` test block
     (`httpPort`, `hosts`) wins over them.
@@ -118,7 +125,9 @@ def serve(
     if check:
         raise typer.Exit(run_check(config, password, json_output))
     configure(log_format, quiet)
-    validation.configure(validation.Settings(nameserver, acme_http_port, acme_tls_port))
+    validation.configure(
+        validation.Settings(nameserver, acme_http_port, acme_tls_port, acme_strict_fqdn)
+    )
     from api.server import ApplianceServer, ListenError, check_listen
     from api.tls import ServerTLS
 

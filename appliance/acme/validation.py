@@ -53,11 +53,13 @@ _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 @dataclass(frozen=True)
 class Settings:
-    """step-ca's validation flags: the resolver (None: the system's) and the ports."""
+    """step-ca's validation flags: the resolver (None: the system's), the ports, and
+    `--acme-strict-fqdn` (names looked up as absolute, never through the search list)."""
 
     resolver: tuple[str, int] | None = None
     http_port: int = 80
     tls_port: int = 443
+    strict_fqdn: bool = False
 
 
 _settings = Settings()
@@ -115,7 +117,7 @@ def validate(
 
     def attempt() -> tuple[Problem | None, bool]:
         try:
-            address = address_for(kind, value, prov.hosts, conf.resolver)
+            address = address_for(kind, value, prov.hosts, conf.resolver, conf.strict_fqdn)
         except dns01.LookupFailed as exc:
             return _problem("dns", f"no address for {value}: {exc}"), True
         if challenge == "tls-alpn-01":
@@ -127,14 +129,20 @@ def validate(
     return with_retries(attempt)
 
 
-def address_for(kind: str, value: str, hosts: dict[str, str], resolver: dns01.Nameserver) -> str:
+def address_for(
+    kind: str, value: str, hosts: dict[str, str], resolver: dns01.Nameserver,
+    strict_fqdn: bool = False,
+) -> str:  # fmt: skip
     """Where to connect for a name: the test block's address, else the `--resolver`'s first
-    address, else the name itself (the system resolves it as it connects)."""
+    address, else the name itself (the system resolves it as it connects; with
+    `strict_fqdn` as an absolute name, so no search domain is tried)."""
     pinned = hosts.get(value.lower())
     if pinned:
         return pinned
-    if kind == "ip" or resolver is None:
+    if kind == "ip":
         return value
+    if resolver is None:
+        return f"{value}." if strict_fqdn and not value.endswith(".") else value
     return dns01.addresses(value, resolver, TIMEOUT)[0]
 
 
@@ -150,16 +158,27 @@ def _url_host(address: str) -> str:
 def http01(url: str, host: str, expected: str) -> tuple[Problem | None, bool]:
     """One GET of `url` (Host: `host`): (None, _) when it answers the key authorization."""
     try:
-        with httpx.Client(timeout=TIMEOUT, trust_env=False, follow_redirects=False) as c:
-            resp = c.get(url, headers={"Host": host})
+        # Redirects are followed as step-ca's Go client follows them (at most 10); the body is
+        # read up to MAX_BODY bytes only, however much the other side sends.
+        with (
+            httpx.Client(
+                timeout=TIMEOUT, trust_env=False, follow_redirects=True, max_redirects=10
+            ) as c,
+            c.stream("GET", url, headers={"Host": host}) as resp,
+        ):
+            status = resp.status_code
+            body = b""
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) >= MAX_BODY:
+                    break
     except httpx.HTTPError as exc:
         return _problem("connection", f"error doing http GET for url {url}: {exc}"), True
-    if resp.status_code >= 400:
+    if status >= 400:
         return _problem(
-            "connection", f"error doing http GET for url {url} with status code "
-            f"{resp.status_code}",
+            "connection", f"error doing http GET for url {url} with status code {status}",
         ), True  # fmt: skip
-    got = resp.content[:MAX_BODY].decode(errors="replace").strip()
+    got = body[:MAX_BODY].decode(errors="replace").strip()
     if got == expected:
         return None, False
     return _problem("incorrectResponse", f"keyAuthorization does not match; expected "

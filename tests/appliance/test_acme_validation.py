@@ -133,3 +133,66 @@ def test_an_unknown_challenge_type_is_a_server_problem() -> None:
 
 def test_ports_default_to_step_cas() -> None:
     assert validation.Settings() == validation.Settings(None, 80, 443)
+
+
+def test_strict_fqdn_makes_names_absolute_for_the_system_resolver() -> None:
+    assert validation.address_for("dns", "web.internal", {}, None, True) == "web.internal."
+    assert validation.address_for("dns", "web.internal.", {}, None, True) == "web.internal."
+    assert validation.address_for("dns", "web.internal", {}, None) == "web.internal"
+    assert validation.address_for("ip", "10.0.0.1", {}, None, True) == "10.0.0.1"
+    assert validation.address_for("dns", "Web.Internal", {"web.internal": "::1"}, None, True) == (
+        "::1"
+    )
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """A redirect to the real answer, then a body far larger than any key authorization."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/.well-known/"):
+            self.send_response(302)
+            self.send_header("Location", "/moved")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/moved":
+            body = KEY_AUTH.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 * 1024 * 1024))
+            self.end_headers()
+            try:
+                for _ in range(1024):
+                    self.wfile.write(b"x" * 65536)
+            except OSError:  # the CA stopped reading, as it should
+                pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting() -> Iterator[int]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+def test_http01_follows_a_redirect_and_reads_a_bounded_body(redirecting: int) -> None:
+    ok, again = validation.http01(
+        f"http://127.0.0.1:{redirecting}/.well-known/acme-challenge/{TOKEN}", NAME, KEY_AUTH
+    )
+    assert ok is None and again is False
+    problem, again = validation.http01(f"http://127.0.0.1:{redirecting}/big", NAME, KEY_AUTH)
+    assert problem is not None and problem["type"] == PREFIX + "incorrectResponse"
+    got = str(problem["detail"]).split("but got ")[1]
+    assert set(got) == {"x"} and len(got) == validation.MAX_BODY
