@@ -47,8 +47,10 @@ class Sign:
         ott = optional_string(body, "ott")
         if not ott:
             raise bad_request("missing ott")
-        result = self.authority.sign(
-            csr, ott, optional_string(body, "notBefore"), optional_string(body, "notAfter")
-        )
+        # Announced to the repository: a batch about to commit waits a little for it.
+        with self.authority.repository.expecting():
+            result = self.authority.sign(
+                csr, ott, optional_string(body, "notBefore"), optional_string(body, "notAfter")
+            )
         req.context.issued = result  # for the request log
         json_text_response(resp, chain_json(result, self.tls_options), 201)

@@ -24,7 +24,7 @@ from appliance.config import CAConfig
 from appliance.db.audit import AuditEntry, AuditEvent, canonical, record
 from appliance.db.engine import database_url, open_engine
 from appliance.db.schema import SchemaError, require_current
-from appliance.db.state import _read_only_engine, _url
+from appliance.db.state import read_only_engine, read_only_url
 from appliance.pki import InitResult
 from pki.fingerprint import certificate_fingerprint
 
@@ -40,7 +40,9 @@ def open_read_only(config: CAConfig) -> Engine:
         require_current(config)
     except SchemaError as exc:
         raise AuditError(str(exc)) from None
-    return _read_only_engine(_url(config.db.as_json() if config.db else None, config.base_dir))
+    return read_only_engine(
+        read_only_url(config.db.as_json() if config.db else None, config.base_dir)
+    )
 
 
 def local_actor() -> str:

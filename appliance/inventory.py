@@ -26,7 +26,7 @@ from appliance.config import CAConfig
 from appliance.db.certrow import NAME_MAX
 from appliance.db.models import revoked_x509_certs, x509_cert_names, x509_certs
 from appliance.db.schema import SchemaError, require_current
-from appliance.db.state import _read_only_engine, _url, error_line
+from appliance.db.state import error_line, read_only_engine, read_only_url
 
 State = Literal["valid", "expired", "revoked"]
 Sort = Literal["issued", "expiry"]
@@ -340,7 +340,7 @@ def _entry(row: Any) -> Entry:
 def inventory_engine(url: URL) -> Engine:
     """A read-only engine (state.py's); on SQLite, reads memory-mapped with a larger cache:
     a page that resolves a name glob to serials reads thousands of scattered rows."""
-    engine = _read_only_engine(url)
+    engine = read_only_engine(url)
     if url.get_backend_name() == "sqlite":
 
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -357,6 +357,6 @@ def open_inventory(config: CAConfig) -> Inventory:
     db = config.db.as_json() if config.db else None
     try:
         require_current(config)
-        return Inventory(inventory_engine(_url(db, config.base_dir)))
+        return Inventory(inventory_engine(read_only_url(db, config.base_dir)))
     except SchemaError as exc:
         raise InventoryError(str(exc)) from None

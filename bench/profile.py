@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="gunicorn workers (default: the appliance's)"
     )
+    parser.add_argument(
+        "--rate", type=int, default=200, help="py-spy samples per second (more: finer, slower)"
+    )
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         raise SystemExit(f"py-spy is not installed in {PY_SPY.parent} (make profile installs it)")
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--subprocesses",
                     "--gil",
                     "--rate",
-                    "200",
+                    str(args.rate),
                     "--format",
                     "raw",
                     "--output",

@@ -36,6 +36,11 @@ LOCK_KEY = int.from_bytes(b"STPAUDIT", "big")
 _LOCK_SQL = f"SELECT pg_advisory_xact_lock({LOCK_KEY})"
 _HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 _PAGE = 1000
+_HEAD_MEMO = "audit.head"  # RawTransaction.memo: (seq, hash) of the transaction's last append
+# `canonical`'s encoder, made once (json.dumps with options makes one per call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+).encode
 
 
 @dataclass(frozen=True)
@@ -106,13 +111,22 @@ class AuditEntry:
 def canonical(value: Any) -> str:
     """Compact JSON with sorted keys and ASCII only: one text for one value (anything JSON
     has no type for, a datetime say, as its str)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return _CANONICAL(value)
 
 
 def iso(at: datetime) -> str:
     """UTC to the microsecond, as both databases store it (SQLite hands back naive UTC)."""
-    at = at.astimezone(UTC) if at.tzinfo is not None else at
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last_iso
+    seen, text = _last_iso
+    if at is seen:  # the entries of one batch share their time
+        return text
+    utc = at.astimezone(UTC) if at.tzinfo is not None else at
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _last_iso = (at, text)
+    return text
+
+
+_last_iso: tuple[object, str] = (object(), "")
 
 
 def entry_hash(
@@ -162,13 +176,23 @@ class AuditLog:
         self._lock = _LOCK_SQL if engine.dialect.name == "postgresql" else None
 
     def append(self, tx: RawTransaction, event: AuditEvent, now: datetime) -> AuditEntry:
-        """Chain `event` to the head in `tx`: (lock,) one read of the head, one insert."""
-        if self._lock is not None:
-            tx.execute(self._lock)  # held until tx ends: the next append reads our entry
-        seq, prev = _next(tx.fetch_one(_HEAD_SQL))
+        """Chain `event` to the head in `tx`: (lock,) one read of the head, one insert.
+
+        Later appends in the same transaction (a batch's) chain to the entry it appended
+        last, without a read: nobody else can append before it ends (the lock, or SQLite's
+        one writer). A rolled-back savepoint makes it forget that entry, and read again.
+        """
+        head = tx.memo.get(_HEAD_MEMO)
+        if head is None:
+            if self._lock is not None:
+                tx.execute(self._lock)  # held until tx ends: the next append reads our entry
+            seq, prev = _next(tx.fetch_one(_HEAD_SQL))
+        else:
+            seq, prev = head[0] + 1, head[1]
         entry = _entry(event, seq, prev, now)
         if not tx.insert_new(self._insert, entry.row()):
             raise internal(f"audit entry {seq} was appended by another writer")
+        tx.memo[_HEAD_MEMO] = (seq, entry.hash)
         return entry
 
 

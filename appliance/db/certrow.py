@@ -48,14 +48,21 @@ def name_rows(serial: str, cert: x509.Certificate) -> list[dict[str, Any]]:
 
 
 def cert_row(
-    cert: x509.Certificate, provisioner: str, token_id: str | None, issued_at: datetime
+    cert: x509.Certificate,
+    provisioner: str,
+    token_id: str | None,
+    issued_at: datetime,
+    subject: str | None = None,
 ) -> dict[str, Any]:
-    """The x509_certs row of a certificate issued at `issued_at` for `token_id`'s token."""
+    """The x509_certs row of a certificate issued at `issued_at` for `token_id`'s token;
+    `subject`: the certificate's `subject.rfc4514_string()` when the caller has it."""
+    if subject is None:
+        subject = cert.subject.rfc4514_string()
     return {
         "serial": str(cert.serial_number),
         "der": cert.public_bytes(Encoding.DER),
         "provisioner": provisioner,
-        "subject": cert.subject.rfc4514_string()[:1024],
+        "subject": subject[:1024],
         "not_before": cert.not_valid_before_utc,
         "not_after": cert.not_valid_after_utc,
         "issued_at": issued_at,
@@ -70,14 +77,7 @@ class InsertRows(InsertNew):
     """
 
     def __init__(self, table: Table, engine: Engine) -> None:
-        dialect = engine.dialect
-        keys = [c.key for c in table.c]
-        compiled = table.insert().compile(dialect=dialect, column_keys=keys)
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        self.keys = tuple(compiled.positiontup or keys)
-        processors = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.c}
-        self.processors = {k: p for k, p in processors.items() if p is not None}
+        self._compile(table.insert(), table, engine.dialect)
 
 
 class CertInsert:
@@ -91,6 +91,5 @@ class CertInsert:
         """Insert `row` (from `cert_row`) and the names; False if the serial was taken."""
         if not tx.insert_new(self._cert, row):
             return False
-        for name in name_rows(row["serial"], cert):
-            tx.insert_new(self._name, name)
+        tx.insert_rows(self._name, name_rows(row["serial"], cert))
         return True

@@ -10,8 +10,8 @@ import logging
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -67,14 +67,17 @@ class Issuance:
     """`issue` for one engine; group commit on SQLite unless told otherwise."""
 
     def __init__(self, engine: Engine, *, group_commit: bool | None = None) -> None:
-        self._raw = RawWriter(engine)
-        self._new_token = InsertNew(used_tokens, used_tokens.c.id, engine)
-        self._audit = AuditLog(engine)
-        self._new_cert = CertInsert(engine)
         if group_commit is None:
             # PostgreSQL writers do not block each other (row locks), and a savepoint there
             # costs two round trips per request: one commit each is cheaper.
             group_commit = engine.dialect.name == "sqlite"
+        # One batch at a time per process: its connection stays out of the pool in between.
+        self._raw = RawWriter(
+            engine, keep_connection=group_commit and engine.dialect.name == "sqlite"
+        )
+        self._new_token = InsertNew(used_tokens, used_tokens.c.id, engine)
+        self._audit = AuditLog(engine)
+        self._new_cert = CertInsert(engine)
         # SQLite: the issuance transactions of all processes take turns on a fair lock.
         self._writer_lock = WriterLock.for_engine(engine)
         self._group: GroupCommit[_Request, x509.Certificate] | None = None
@@ -82,6 +85,10 @@ class Issuance:
             self._group = GroupCommit(self._run_batch)
             reset = weakref.WeakMethod(self._group.after_fork)
             os.register_at_fork(after_in_child=lambda: (method := reset()) and method())
+
+    def expecting(self) -> AbstractContextManager[None]:
+        """See `Repository.expecting`."""
+        return self._group.expecting() if self._group is not None else nullcontext()
 
     def issue(
         self,
@@ -152,17 +159,24 @@ class Issuance:
             raise TokenAlreadyUsed(token.id)
         for _ in range(SERIAL_ATTEMPTS):
             cert = request.build()
-            row = cert_row(cert, request.provisioner, token.id if token else None, now)
+            subject = cert.subject.rfc4514_string()
+            row = cert_row(cert, request.provisioner, token.id if token else None, now, subject)
             if self._new_cert.insert(tx, row, cert):
-                self._record(tx, request, cert, now)
+                self._record(tx, request, subject, row["serial"], now)
                 return cert
             log.warning("serial %s already issued; signing again", cert.serial_number)
         raise internal(f"no free serial number after {SERIAL_ATTEMPTS} attempts")
 
     def _record(
-        self, tx: RawTransaction, request: _Request, cert: x509.Certificate, now: datetime
+        self, tx: RawTransaction, request: _Request, subject: str, serial: str, now: datetime
     ) -> None:
         """The audit entry of the certificate, in its transaction (and savepoint)."""
-        event = request.audit or AuditEvent("certificate.sign", request.provisioner)
-        subject = cert.subject.rfc4514_string()
-        self._audit.append(tx, replace(event, subject=subject, serial=str(cert.serial_number)), now)
+        given = request.audit
+        event = (
+            AuditEvent("certificate.sign", request.provisioner, subject, serial)
+            if given is None
+            else AuditEvent(
+                given.kind, given.actor, subject, serial, given.details, given.request_id
+            )
+        )
+        self._audit.append(tx, event, now)

@@ -15,16 +15,23 @@ connection the dialect finds broken is invalidated, so the pool does not hand it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Engine, Table
+from sqlalchemy import Column, Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 
 from appliance.db.engine import DatabaseConfigError
+
+#: Connections kept by a writer in a process that then forked: the child holds them, never
+#: closes them (closing a SQLite connection in a child can disturb its parent's file locks).
+_INHERITED: list[PoolProxiedConnection] = []
 
 
 class InsertNew:
@@ -44,6 +51,9 @@ class InsertNew:
             statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
         else:
             raise DatabaseConfigError(f"db.dataSource: {dialect.name} is not supported")
+        self._compile(statement, table, dialect)
+
+    def _compile(self, statement: Any, table: Table, dialect: Any) -> None:
         keys = [c.key for c in table.c]
         compiled = statement.compile(dialect=dialect, column_keys=keys)
         self.sql: str = compiled.string
@@ -51,17 +61,34 @@ class InsertNew:
         self.keys = tuple(compiled.positiontup or keys)
         processors = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.c}
         self.processors: dict[str, Callable[[Any], Any]] = {
-            k: p for k, p in processors.items() if p is not None
+            k: _last_one(p) for k, p in processors.items() if p is not None
         }
+        # In parameter order: (key, its bind processor or None), walked once per row.
+        self._order = tuple((k, self.processors.get(k)) for k in self.keys)
 
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The DB-API parameters for one row (every column must be given)."""
-        row = dict(values)
-        for key, process in self.processors.items():
-            row[key] = process(row[key])
         if self.positional:
-            return tuple(row[k] for k in self.keys)
-        return row
+            return tuple([values[k] if p is None else p(values[k]) for k, p in self._order])
+        return {k: values[k] if p is None else p(values[k]) for k, p in self._order}
+
+
+def _last_one(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process` remembering its last value: an issuance binds the same `now` several times
+    (the token's use, the certificate's issue, the audit entry), SQLite's datetime text
+    costs a few µs each. Values are compared by identity, so nothing mutable is at risk."""
+    last: tuple[Any, Any] = (object(), None)
+
+    def remembered(value: Any) -> Any:
+        nonlocal last
+        seen, out = last
+        if value is seen:
+            return out
+        out = process(value)
+        last = (value, out)
+        return out
+
+    return remembered
 
 
 class RawTransaction:
@@ -71,6 +98,9 @@ class RawTransaction:
         self._writer = writer
         self._proxied = proxied
         self._cursor: Any = None
+        self.memo: dict[str, Any] = {}
+        """What a writer learnt in this transaction (the audit chain's head), forgotten when
+        a savepoint is rolled back: it may have been undone."""
 
     def _run(self, sql: str, params: Any = None) -> Any:
         try:
@@ -92,6 +122,18 @@ class RawTransaction:
         """
         return bool(self._run(statement.sql, statement.params(values)).rowcount == 1)
 
+    def insert_rows(self, statement: InsertNew, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` with one `executemany` (keys that cannot conflict)."""
+        if not rows:
+            return
+        many = [statement.params(r) for r in rows]
+        try:
+            if self._cursor is None:
+                self._cursor = self._proxied.cursor()
+            self._cursor.executemany(statement.sql, many)
+        except self._writer.dbapi_error as exc:
+            raise self._writer.wrap(exc, statement.sql, many, self._proxied, self._cursor) from exc
+
     def execute(self, sql: str) -> None:
         """Run a statement compiled elsewhere that takes no parameters (a lock, say)."""
         self._run(sql)
@@ -110,6 +152,7 @@ class RawTransaction:
 
     def rollback_to_savepoint(self) -> None:
         """Undo what the unit wrote, keep the rest of the transaction."""
+        self.memo.clear()
         self._run("ROLLBACK TO SAVEPOINT unit")
         self._run("RELEASE SAVEPOINT unit")
 
@@ -134,15 +177,66 @@ class RawTransaction:
 
 
 class RawWriter:
-    """Transactions of compiled inserts on the engine's pooled DB-API connections."""
+    """Transactions of compiled inserts on the engine's pooled DB-API connections.
 
-    def __init__(self, engine: Engine) -> None:
+    `keep_connection`: between transactions, keep the last connection out of the pool
+    instead of checking it in (a checkout and a checkin, with the pool's reset, cost more
+    than a short issuance's own statements). For a writer whose transactions follow one
+    another (group commit's batches); a concurrent one simply takes another from the pool.
+    The kept connection is dropped when invalidated, when the engine is disposed (its pool
+    replaced), and in a forked child, which never touches its parent's connection.
+    """
+
+    def __init__(self, engine: Engine, *, keep_connection: bool = False) -> None:
         self.engine = engine
         dialect = engine.dialect
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         # pysqlite runs with isolation_level=None (engine.py): BEGIN is ours to send; psycopg
         # (not in autocommit) opens a transaction with the first statement by itself.
         self.explicit_begin = dialect.name == "sqlite"
+        self._keep = keep_connection
+        self._kept: tuple[int, Pool, PoolProxiedConnection] | None = None
+        self._kept_lock = threading.Lock()
+        if keep_connection:  # disposing of the engine closes every connection it made
+            release = weakref.WeakMethod(self.release)
+            event.listen(engine, "engine_disposed", lambda _e: (m := release()) and m())
+
+    def _checkout(self) -> tuple[Pool, PoolProxiedConnection]:
+        """A connection and the pool it came from (the kept one, or the engine's)."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            pid, pool, proxied = kept
+            if pid != os.getpid():
+                _INHERITED.append(proxied)  # the parent's: never used nor closed here
+            elif pool is self.engine.pool and proxied.is_valid:
+                return pool, proxied
+            else:
+                proxied.invalidate()  # its pool was disposed of meanwhile: close it
+        pool = self.engine.pool
+        try:
+            return pool, pool.connect()  # what engine.raw_connection() does
+        except self.dbapi_error as exc:
+            raise self.wrap(exc, None, None, None, None) from exc
+
+    def _checkin(self, pool: Pool, proxied: PoolProxiedConnection) -> None:
+        if self._keep and proxied.is_valid and pool is self.engine.pool:
+            with self._kept_lock:
+                if self._kept is None:
+                    self._kept = (os.getpid(), pool, proxied)
+                    return
+        proxied.close()  # back to the pool (which replaces an invalidated connection)
+
+    def release(self) -> None:
+        """Close the kept connection (a parent's, inherited through fork, is left alone)."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, None
+        if kept is None:
+            return
+        if kept[0] != os.getpid():
+            _INHERITED.append(kept[2])
+            return
+        kept[2].invalidate()  # closed now: its pool may already be gone
 
     def wrap(
         self,
@@ -174,10 +268,7 @@ class RawWriter:
         `immediate`: on SQLite take the write lock at BEGIN, for a transaction that reads
         before it writes what it read (a deferred one could not upgrade past a new commit).
         """
-        try:
-            proxied = self.engine.raw_connection()
-        except self.dbapi_error as exc:
-            raise self.wrap(exc, None, None, None, None) from exc
+        pool, proxied = self._checkout()
         tx = RawTransaction(self, proxied)
         try:
             tx._begin(immediate)
@@ -188,4 +279,4 @@ class RawWriter:
             raise
         finally:
             # The cursor is left to reference counting: closing it is local to the driver.
-            proxied.close()  # back to the pool (which replaces an invalidated connection)
+            self._checkin(pool, proxied)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -104,6 +104,13 @@ class Repository:
             if unique_violation_table(exc) != used_tokens.name:
                 raise
             raise cls._replayed(token) from None
+
+    def expecting(self) -> AbstractContextManager[None]:
+        """Around a request that will `issue` unless it is refused first (a signing request
+        checking its token and CSR): an issuance batch about to start waits a little for it,
+        so the two share one durable commit (appliance/db/groupcommit.py). A no-op without
+        group commit."""
+        return self._issuance.expecting()
 
     def issue(
         self,

@@ -83,8 +83,9 @@ class DatabaseState:
         }
 
 
-def _url(db: dict[str, Any] | None, base: Path) -> URL:
-    """The URL `database_url` gives, without creating the SQLite file's folder."""
+def read_only_url(db: dict[str, Any] | None, base: Path) -> URL:
+    """The URL `database_url` gives for ca.json's `db` block, without creating the SQLite
+    file's folder (for readers that must not change anything)."""
     source = str((db or {}).get("dataSource") or "")
     if "://" in source:
         return make_url(database_url(db, base))
@@ -107,7 +108,8 @@ def _migrations() -> tuple[str, set[str]]:
     return head, {script.revision for script in scripts.walk_revisions()}
 
 
-def _read_only_engine(url: URL) -> Engine:
+def read_only_engine(url: URL) -> Engine:
+    """An engine that reads `url` and never writes (a SQLite file opened read-only)."""
     if url.get_backend_name() == "sqlite":
         # With no write-ahead log beside it, the file holds everything and nobody is writing:
         # `immutable` reads it without making the -wal/-shm files a reader otherwise leaves.
@@ -138,7 +140,7 @@ def current_revision(engine: Engine) -> str | None:
 def inspect_database(db: dict[str, Any] | None, base: Path) -> DatabaseState:
     """Where the database of ca.json's `db` block stands; DatabaseError if unreachable."""
     try:
-        url = _url(db, base)
+        url = read_only_url(db, base)
     except DatabaseConfigError as exc:
         raise DatabaseError(str(exc)) from None
     sqlite = url.get_backend_name() == "sqlite"
@@ -147,7 +149,7 @@ def inspect_database(db: dict[str, Any] | None, base: Path) -> DatabaseState:
     head, known = _migrations()
     if sqlite and not Path(str(url.database)).exists():
         return DatabaseState(driver, location, None, head, SchemaState.NEW)
-    engine = _read_only_engine(url)
+    engine = read_only_engine(url)
     try:
         revision = current_revision(engine)
     except SQLAlchemyError as exc:
