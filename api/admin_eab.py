@@ -78,7 +78,7 @@ class _Base:
 
     def page(self, req: falcon.Request, provisioner: str, reference: str | None) -> Any:
         limit_text = req.get_param("limit") or "0"
-        if not limit_text.isdigit():
+        if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9):
             raise _public(ErrorKind.BAD_REQUEST, f"limit '{limit_text}' is not an integer")
         rows, cursor = self.store.page(
             provisioner, reference, req.get_param("cursor") or "", int(limit_text)

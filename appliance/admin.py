@@ -21,6 +21,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import jwt
 from cryptography import x509
@@ -124,9 +125,11 @@ def _names(leaf: x509.Certificate) -> list[str]:
     )
 
 
-def _burn(authority: Authority, raw: str, provisioner: str, expires: datetime) -> None:
+def _burn(authority: Authority, jti: str, provisioner: str, expires: datetime) -> None:
+    """Spend the token by its `jti`: its raw text would not do, as an ECDSA signature has two
+    valid forms (s and n - s) and so a token two spellings."""
     row = {
-        "id": token_hash(raw),
+        "id": token_hash(f"admin:{jti}"),
         "provisioner": provisioner,
         "used_at": datetime.now(UTC),
         "expires_at": expires,
@@ -136,6 +139,14 @@ def _burn(authority: Authority, raw: str, provisioner: str, expires: datetime) -
             conn.execute(insert(used_tokens).values(row))
     except IntegrityError:
         raise admin_unauthorized("token already used") from None
+
+
+def _decoded_path(aud: object) -> object:
+    """An audience URL with its path percent-decoded, as the request path it names is."""
+    if not isinstance(aud, str):
+        return aud
+    parts = urlsplit(aud)
+    return urlunsplit(parts._replace(path=unquote(parts.path)))
 
 
 def authorize_admin(authority: Authority, header: str | None, path: str) -> Admin:
@@ -163,13 +174,16 @@ def authorize_admin(authority: Authority, header: str | None, path: str) -> Admi
         raise admin_unauthorized("the admin certificate names no provisioner of this CA")
     hosts = [f"[{n}]" if ":" in n else n for n in authority.config.dns_names]
     allowed = [f"https://{host}{path}" for host in hosts]  # `matches` ignores ports
-    if not matches(claims.get("aud"), allowed):
+    if not matches(_decoded_path(claims.get("aud")), allowed):  # `path` comes decoded
         raise admin_unauthorized("x5c token has invalid audience claim (aud)")
     if claims.get("iss") not in (ADMIN_ISSUER, prov.name):
         raise admin_unauthorized("x5c token has invalid issuer claim (iss)")
     if not claims.get("sub"):
         raise admin_unauthorized("x5c token subject cannot be empty")
-    _burn(authority, raw, prov.name, datetime.fromtimestamp(float(claims["exp"]), UTC))
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise admin_unauthorized("x5c token has no id claim (jti)")
+    _burn(authority, jti, prov.name, datetime.fromtimestamp(float(claims["exp"]), UTC))
     names = _names(leaf)
     if prov.name != admin_provisioner(authority) or SUPER_ADMIN not in names:
         raise admin_unauthorized(

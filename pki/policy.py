@@ -20,6 +20,7 @@ A refusal is a PolicyError, a CAError (403) worded as step-ca words it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -34,6 +35,7 @@ from pki.policy_names import (
     Network,
     PolicyConfigError,
     compiled,
+    idna_label,
     labels,
     mailbox,
     plain_ip,
@@ -41,6 +43,9 @@ from pki.policy_names import (
     to_ascii,
 )
 from pki.sans import SubjectAltNames
+
+#: An authority as RFC 3986 spells it, percent-encoding left out (see `_match_uri`).
+_AUTHORITY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]]*")
 
 __all__ = [
     "IssuancePolicy",
@@ -187,8 +192,8 @@ class NamePolicy:
             domain = box[1]
             if not domain.isascii():
                 try:
-                    domain = domain.encode("idna").decode()
-                except UnicodeError:
+                    domain = ".".join(idna_label(label) for label in domain.split("."))
+                except ValueError:
                     raise _Refused(Reason.CANNOT_PARSE_DOMAIN, "email", email) from None
             self._check("email", email, (box[0], domain))
         for uri in uris:
@@ -272,9 +277,15 @@ class NamePolicy:
 
     def _match_uri(self, uri: str, constraint: str) -> bool:
         try:
-            host = urlsplit(uri).netloc.rpartition("@")[2]
+            netloc = urlsplit(uri).netloc
         except ValueError:
             raise ValueError(f"cannot parse URI {quote(uri)}") from None
+        # Only RFC 3986's authority characters, no percent-encoding: `evil%2ecom` or
+        # `evil.com\@good.com` must not be matched as one host while clients read another
+        # (Go's url.Parse refuses them too).
+        if not _AUTHORITY.fullmatch(netloc):
+            raise ValueError(f"cannot parse URI {quote(uri)}: invalid authority")
+        host = netloc.rpartition("@")[2]
         if not host:
             raise ValueError(f"URI with empty host ({quote(uri)}) cannot be matched")
         if "*" in host:

@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import idna
+
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ATEXT = re.compile(r"(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]|\\.)+")
@@ -27,16 +29,22 @@ def quote(text: str) -> str:
 # --- names --------------------------------------------------------------------------------
 
 
+def idna_label(label: str) -> str:
+    """A Unicode label in punycode by IDNA 2008 with UTS #46 mapping, as Go's idna package
+    converts it (Python's own "idna" codec is IDNA 2003: `faß` would become `fass`)."""
+    try:
+        return idna.encode(label, uts46=True).decode()
+    except idna.IDNAError:
+        raise ValueError(f"idna: invalid label {quote(label)}") from None
+
+
 def to_ascii(domain: str) -> str:
     """Go's idna.Lookup.ToASCII: lower case, letters/digits/hyphens only (STD3), no hyphen
     at a label's ends; Unicode labels to punycode. ValueError says why not."""
     out: list[str] = []
     for label in domain.lower().split("."):
         if not label.isascii():
-            try:
-                label = label.encode("idna").decode()
-            except UnicodeError:
-                raise ValueError(f"idna: invalid label {quote(label)}") from None
+            label = idna_label(label)
         bad = next((c for c in label if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "-")), "")
         if bad:
             raise ValueError(f"idna: disallowed rune U+{ord(bad):04X}")

@@ -96,12 +96,32 @@ def test_tokens_are_checked(http: falcon.testing.TestClient, admin: Admin) -> No
         ({"iss": "someone"}, "invalid issuer"),
         ({"sub": ""}, "subject cannot be empty"),
         ({"exp": int(datetime.now(UTC).timestamp()) - 600}, "expired"),
+        ({"jti": None}, "no id claim (jti)"),
     ]
     for override, text in cases:
         refused(http.simulate_get(PATH, headers=admin.headers(PATH, **override)), 401, text)
     headers = admin.headers(PATH)
     assert http.simulate_get(PATH, headers=headers).status_code == 200
     refused(http.simulate_get(PATH, headers=headers), 401, "token already used")
+    # The other valid ECDSA signature (s -> n - s) is the same token, spent already.
+    head, body, sig = headers["Authorization"].split(".")
+    raw = base64.urlsafe_b64decode(sig + "==")
+    r, s_ = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's order
+    twin = base64.urlsafe_b64encode(r.to_bytes(32, "big") + (n - s_).to_bytes(32, "big"))
+    forged = f"{head}.{body}.{twin.rstrip(b'=').decode()}"
+    refused(http.simulate_get(PATH, headers={"Authorization": forged}), 401, "token already used")
+
+
+def test_a_reference_with_reserved_characters(
+    http: falcon.testing.TestClient, admin: Admin
+) -> None:
+    """The token's `aud` names the percent-encoded URL a client sends (as ours does)."""
+    add_key(http, admin, "customer 42")
+    path = f"{PATH}/customer%2042"
+    got = http.simulate_get(path, headers=admin.headers(path))
+    assert got.status_code == 200, got.text
+    assert [k["reference"] for k in got.json["eaks"]] == ["customer 42"]
 
 
 def test_only_admins_and_this_ca(http: falcon.testing.TestClient, admin: Admin) -> None:
@@ -147,3 +167,9 @@ def test_no_admin_api_without_enable_admin(tmp_path_factory: pytest.TempPathFact
         assert set(got.json) == {"status", "message"}
     finally:
         mp.undo()
+
+
+@pytest.mark.parametrize("limit", ["x", "²", "-1", "9" * 5000])
+def test_a_bad_limit_is_a_400(http: falcon.testing.TestClient, admin: Admin, limit: str) -> None:
+    got = http.simulate_get(PATH, params={"limit": limit}, headers=admin.headers(PATH))
+    refused(got, 400, "is not an integer")

@@ -76,6 +76,28 @@ def test_dns_internationalized_names_match_as_punycode() -> None:
     assert not allows(policy, "xn--jp-cd2fp15c.jp")
 
 
+@pytest.mark.parametrize(
+    "uri", ["https://evil%2eorg.www.example.com/", "https://evil.org\\@www.example.com/"]
+)
+def test_uri_hosts_a_client_would_read_otherwise_are_refused(uri: str) -> None:
+    """Percent-encoding or a backslash in the authority: a client may see another host than a
+    naive split (evil.org), so neither an allow nor a deny list matches it."""
+    for policy in (
+        x509_policy(Names(uri=["*.example.com"]), Names()),
+        x509_policy(Names(), Names(uri=["evil.org"])),
+    ):
+        err = refusal(policy, uri)
+        assert err.public == "error validating certificate"
+
+
+def test_idna_2008_not_2003() -> None:
+    """`faß` is its own name under IDNA 2008 (Go's), not `fass` as IDNA 2003 would have it."""
+    deny = x509_policy(Names(), Names(email=["@xn--fa-hia.de"]))
+    assert deny is not None
+    assert not allows(deny, "ann@faß.de")
+    assert allows(deny, "ann@fass.de")
+
+
 def test_dns_deny_wins_over_allow() -> None:
     policy = x509_policy(Names(dns=["*.example.com"]), Names(dns=["bad.example.com"]))
     assert allows(policy, "good.example.com")
@@ -153,7 +175,14 @@ def test_uri_domains(uri: str, allowed: bool) -> None:
     assert allows(x509_policy(Names(uri=["*.example.com"]), Names()), uri) is allowed
 
 
-@pytest.mark.parametrize("uri", ["urn:uuid:1234", "https://*.example.com/", "https://10.0.0.1/"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "urn:uuid:1234",
+        "https://*.example.com/",
+        "https://10.0.0.1/",
+    ],
+)
 def test_uri_without_a_domain_cannot_be_matched(uri: str) -> None:
     err = refusal(x509_policy(Names(uri=["*.example.com"]), Names()), uri)
     assert err.reason == f'error matching uri name "{uri}" to constraint'
