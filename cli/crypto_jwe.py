@@ -9,23 +9,21 @@ FullSerialize). `decrypt` reads the compact or JSON form and prints the plaintex
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
-from jwcrypto import jwa, jwe, jwk  # type: ignore[import-untyped]
+from jwcrypto import jwe, jwk  # type: ignore[import-untyped]
 from jwcrypto.common import JWException  # type: ignore[import-untyped]
 
 from cli.common import CLIError
 from cli.crypto_jose_key import StepKey, get_password, read_key, read_keyset, validate
 from cli.helptext import StepTyper
 from pki.jose import b64url_encode
-from pki.jwe import DEFAULT_MAX_P2C
+from pki.jwe import DEFAULT_MAX_P2C, pbes2_cap
 
 __all__ = ["app"]
 
@@ -58,17 +56,6 @@ def _full_serialize(compact: str) -> str:
     if not fields["encrypted_key"]:  # dir and ECDH-ES have none; go-jose then leaves it out
         del fields["encrypted_key"]
     return json.dumps(fields, separators=(",", ":"))
-
-
-@contextlib.contextmanager
-def _pbes2_limit() -> Iterator[None]:
-    """Let jwcrypto use step's PBES2 counts (100 000 to 600 000; its own cap is 16 384)."""
-    saved = jwa.default_max_pbkdf2_iterations
-    jwa.default_max_pbkdf2_iterations = DEFAULT_MAX_P2C
-    try:
-        yield
-    finally:
-        jwa.default_max_pbkdf2_iterations = saved
 
 
 def _read_stdin() -> bytes:
@@ -196,7 +183,7 @@ def encrypt_command(
         if value:
             header[name] = value
     try:
-        with _pbes2_limit():
+        with pbes2_cap(DEFAULT_MAX_P2C):
             token = jwe.JWE(data, protected=header, algs=[alg, enc])
             token.add_recipient(recipient)
             compact = token.serialize(compact=True)
@@ -279,7 +266,7 @@ def decrypt_command(
         validate(sk)
         secret = _jwcrypto_key(sk)
     try:
-        with _pbes2_limit():
+        with pbes2_cap(DEFAULT_MAX_P2C):
             token.allowed_algs = [alg, enc]
             token.decrypt(secret)
     except (JWException, ValueError, TypeError):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import jwcrypto.jwa  # type: ignore[import-untyped]
@@ -31,12 +33,20 @@ _PBES2_ALGS = frozenset({"PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS51
 _GCM_ENCS = frozenset({"A128GCM", "A192GCM", "A256GCM"})
 _MIN_SALT_LEN = 8  # RFC 7518 4.8.1.1
 
-# jwcrypto refuses counts above its own cap (16 384 by default, below what step writes). The
-# bound that matters is this module's, checked per call before jwcrypto sees a token, so the
-# library's cap is lifted out of the way.
-jwcrypto.jwa.default_max_pbkdf2_iterations = max(
-    jwcrypto.jwa.default_max_pbkdf2_iterations, 2**31 - 1
-)
+_cap_lock = threading.Lock()
+
+
+@contextmanager
+def pbes2_cap(limit: int) -> Iterator[None]:
+    """jwcrypto's PBES2 iteration cap (a process-wide setting, 16 384 by default: below what
+    step writes) set to `limit` for the block, one block at a time, then put back."""
+    with _cap_lock:
+        saved = jwcrypto.jwa.default_max_pbkdf2_iterations
+        jwcrypto.jwa.default_max_pbkdf2_iterations = limit
+        try:
+            yield
+        finally:
+            jwcrypto.jwa.default_max_pbkdf2_iterations = saved
 
 
 def _password_key(password: bytes | str) -> Any:
@@ -69,7 +79,8 @@ def encrypt_pbes2(
     header.update({"enc": enc, "p2c": p2c, "p2s": b64url_encode(os.urandom(16))})
     # step's member order: the protected header is passed as the exact JSON text to sign.
     token = jwe.JWE(bytes(plaintext), protected=json.dumps(header, separators=(",", ":")))
-    token.add_recipient(_password_key(password))
+    with pbes2_cap(p2c):
+        token.add_recipient(_password_key(password))
     compact: str = token.serialize(compact=True)
     return compact
 
@@ -142,7 +153,8 @@ def decrypt_pbes2(
     try:
         sealed.deserialize(token.strip())
         _check_header(_header(sealed), max_p2c)
-        sealed.decrypt(key)
+        with pbes2_cap(max_p2c):
+            sealed.decrypt(key)
     except JOSEError:
         raise
     except (JWException, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
