@@ -5,6 +5,7 @@ web server already running. Either way the answer is withdrawn once the CA has l
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 from cli.common import CLIError, go_strerror
 
 PREFIX = "/.well-known/acme-challenge/"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class ChallengeMode(Protocol):
@@ -124,7 +126,7 @@ class Webroot:
     def serve(self, token: str, key_authorization: str) -> None:
         self.start()
         folder = self.root / ".well-known" / "acme-challenge"
-        path = folder / token
+        path = folder / checked_token(token)
         try:
             folder.mkdir(mode=0o755, parents=True, exist_ok=True)
             path.write_text(key_authorization)
@@ -136,7 +138,7 @@ class Webroot:
         self._written.add(path)
 
     def withdraw(self, token: str) -> None:
-        path = self.root / ".well-known" / "acme-challenge" / token
+        path = self.root / ".well-known" / "acme-challenge" / checked_token(token)
         path.unlink(missing_ok=True)
         self._written.discard(path)
 
@@ -144,6 +146,14 @@ class Webroot:
         for path in list(self._written):
             path.unlink(missing_ok=True)
         self._written.clear()
+
+
+def checked_token(token: str) -> str:
+    """A challenge token as RFC 8555 §8.3 spells it (base64url): anything else, from a CA that
+    means harm, could name a file outside the webroot."""
+    if not _TOKEN.fullmatch(token):
+        raise CLIError(f"the CA sent an invalid challenge token {token[:64]!r}")
+    return token
 
 
 def challenge_mode(standalone: bool, webroot: Path | None, http_listen: str) -> ChallengeMode:

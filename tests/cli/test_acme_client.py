@@ -156,3 +156,15 @@ def test_webroot_writes_and_removes(tmp_path: Path) -> None:
     assert not path.exists()
     with pytest.raises(CLIError, match="does not exist"):
         Webroot(tmp_path / "missing").start()
+
+
+@pytest.mark.parametrize("token", ["../../etc/cron.d/x", "a/b", "", "tok\n", "x" * 300])
+def test_webroot_refuses_a_token_that_is_not_base64url(tmp_path: Path, token: str) -> None:
+    """A hostile CA cannot make step write or delete outside the webroot."""
+    mode = challenge_mode(False, tmp_path / "www", ":80")
+    (tmp_path / "www").mkdir()
+    with pytest.raises(CLIError, match="invalid challenge token"):
+        mode.serve(token, "k")
+    with pytest.raises(CLIError, match="invalid challenge token"):
+        mode.withdraw(token)
+    assert list(tmp_path.rglob("*")) == [tmp_path / "www"]
