@@ -221,17 +221,22 @@ def check_binding(store: EABStore, provisioner: str, binding: Any, outer: acme_j
     key = store.get(key_id)
     if key is None or key["provisioner"] != provisioner:
         raise unauthorized(f"external account binding key with id '{key_id}' not found")
+    signing_input = f"{binding.get('protected')}.{binding.get('payload')}".encode()
+    digest = hmac.new(
+        acme_jws.b64decode(key["hmac_key"]), signing_input, HMAC_ALGORITHMS[header["alg"]]
+    ).digest()
+    try:
+        signature = acme_jws.b64decode(str(binding.get("signature", "")))
+    except (ValueError, ACMEProblem):
+        signature = b""
+    if not hmac.compare_digest(digest, signature):
+        raise unauthorized("error verifying externalAccountBinding signature")
+    # Only a holder of the key learns that it is spent, and to which account.
     if key["account_id"]:
         raise unauthorized(
             f"external account binding key with id '{key_id}' was already bound to account "
             f"'{key['account_id']}'"
         )
-    signing_input = f"{binding.get('protected')}.{binding.get('payload')}".encode()
-    digest = hmac.new(
-        acme_jws.b64decode(key["hmac_key"]), signing_input, HMAC_ALGORITHMS[header["alg"]]
-    ).digest()
-    if not hmac.compare_digest(digest, acme_jws.b64decode(str(binding.get("signature", "")))):
-        raise unauthorized("error verifying externalAccountBinding signature")
     try:
         payload = json.loads(acme_jws.b64decode(str(binding.get("payload", ""))))
         bound = acme_jws.thumbprint(acme_jws.load_key(payload))

@@ -92,6 +92,13 @@ def test_a_good_binding_binds_the_key_once(http: falcon.testing.TestClient, admi
     reused = register(other, binding(other, key))
     problem(reused, "unauthorized", 401)
     assert "already bound" in reused.json["detail"]
+    # Without the HMAC key nobody learns that the key is bound, nor to which account.
+    guessed = register(other, binding(other, key, secret=b"\0" * 32))
+    problem(guessed, "unauthorized", 401)
+    assert account_id not in guessed.json["detail"]
+    assert "signature" in guessed.json["detail"]
+    forged = {**binding(other, key), "signature": "!!"}
+    problem(register(other, forged), "unauthorized", 401)
 
 
 @pytest.mark.parametrize("alg", ["HS384", "HS512"])
