@@ -290,8 +290,10 @@ class Challenge(_Resource):
         challenge_id: str,
     ) -> None:
         acme, request, account = self.ctx.account(req, provisioner)
-        request.json_payload()  # `{}` starts it; an empty payload only reads it
-        row = acme.start_challenge(account, authz_id, challenge_id)
+        payload = request.json_payload()  # device-attest-01's attestation comes in it
+        row = acme.start_challenge(
+            account, authz_id, challenge_id, payload if request.payload else None
+        )
         self.ctx.headers(resp, provisioner)
         # rel quoted as step-ca writes it: lego only finds `rel="up"`
         resp.append_header("Link", f'<{self.ctx.link(provisioner, "authz", authz_id)}>;rel="up"')

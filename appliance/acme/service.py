@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance import csr_checks
-from appliance.acme import eab, jws, validation
+from appliance.acme import attestation, eab, jws, validation
 from appliance.acme.problems import ACMEProblem, malformed, not_found, unauthorized
 from appliance.acme.store import Row, Store, aware
 from appliance.authority import Authority
@@ -27,7 +27,7 @@ from appliance.validity import Window, check_window, requested_window
 from pki.errors import CAError
 from pki.policy import PolicyError
 from pki.sans import SubjectAltNames
-from provisioners.acme import ACMEProvisioner
+from provisioners.acme import DEVICE_ATTEST, PERMANENT_IDENTIFIER, ACMEProvisioner
 
 
 @dataclass(frozen=True)
@@ -224,17 +224,41 @@ class ACME:
 
     # --- challenges -----------------------------------------------------------------------
 
-    def start_challenge(self, account: Account, authz_id: str, challenge_id: str) -> Row:
-        """Queue the validation (once); the challenge as it is now."""
+    def start_challenge(
+        self,
+        account: Account,
+        authz_id: str,
+        challenge_id: str,
+        payload: dict[str, Any] | None = None,
+    ) -> Row:
+        """Queue the validation (once); the challenge as it is now. device-attest-01 is
+        checked at once, with the request's `payload` (none: the challenge is only read)."""
         authz, _ = self.authz(account, authz_id)
         challenge = self.store.challenge(authz_id, challenge_id)
         if challenge is None:
             raise not_found("challenge")
+        attest = challenge["kind"] == DEVICE_ATTEST
+        if attest and payload is None:
+            return challenge
         if authz["status"] == "pending" and self.store.start_challenge(challenge_id):
             challenge["status"] = "processing"
             expected = f"{challenge['token']}.{jws.thumbprint(account.key)}"
+            if attest:
+                assert payload is not None
+                self._attest(authz, challenge, expected, payload)
+                return self.store.challenge(authz_id, challenge_id) or challenge
             validation.submit(partial(self._validate, authz, challenge, expected))
         return challenge
+
+    def _attest(self, authz: Row, challenge: Row, expected: str, payload: dict[str, Any]) -> None:
+        """device-attest-01, on the request (as step-ca): the attested key is kept for
+        finalize."""
+        try:
+            attested = attestation.verify_payload(payload, authz["value"], expected, self.prov)
+        except attestation.AttestationError as exc:
+            self.store.finish_challenge(challenge, exc.problem)
+        else:
+            self.store.finish_challenge(challenge, None, attested)
 
     def _validate(self, authz: Row, challenge: Row, expected: str) -> None:
         """On the validation pool: check the challenge (authz value: a wildcard's base name)."""
@@ -263,14 +287,20 @@ class ACME:
             csr_checks.check_key(csr)
         except CAError as exc:
             raise ACMEProblem("badCSR", str(exc)) from None
-        names = [i["value"] for i in json.loads(order["identifiers"])]
-        common_name = _csr_names(csr, names)
-        if not common_name and self.prov.acme.forceCN:
+        idents = json.loads(order["identifiers"])
+        names = [i["value"] for i in idents]
+        permanent = next((i["value"] for i in idents if i["type"] == PERMANENT_IDENTIFIER), None)
+        if permanent is not None:  # device-attest-01: only for the attested key
+            attested = self.store.attested_fingerprint(json.loads(order["authz_ids"]))
+            common_name = attestation.attested_common_name(csr, permanent, attested, order_id)
+        else:
+            common_name = _csr_names(csr, names)
+        if not common_name and self.prov.acme.forceCN and permanent is None:
             common_name = names[0]
         if not self.store.set_order(order_id, "ready", status="processing"):
             raise ACMEProblem("orderNotReady", "the order is being finalized", 403)
         try:
-            cert = self._issue(account, order, csr, common_name, names)
+            cert = self._issue(account, order, csr, common_name, names, permanent)
         except BaseException:
             self.store.set_order(order_id, "processing", status="ready")
             raise
@@ -284,7 +314,9 @@ class ACME:
         csr: x509.CertificateSigningRequest,
         common_name: str,
         names: list[str],
+        permanent: str | None = None,
     ) -> x509.Certificate:
+        """The leaf of an order; with a `permanent` identifier, step-ca's attested leaf."""
         authority, claims = self.authority, self.prov.claims
         now = datetime.now(UTC)
         window = requested_window(None, None, now, claims, authority.config.backdate)
@@ -297,7 +329,7 @@ class ACME:
         except CAError as exc:
             raise ACMEProblem("malformed", str(exc)) from None
         extension = None if claims.disable_smallstep_extensions else self.prov.extension(account.id)
-        sans = SubjectAltNames.split(names)
+        sans = SubjectAltNames() if permanent is not None else SubjectAltNames.split(names)
         for rules in (self.prov.policy, authority.config.policy):  # again: a reload may have
             if rules is not None:  # changed them since new-order (step-ca checks both times)
                 try:
@@ -315,12 +347,17 @@ class ACME:
             extension=extension,
             revocation=authority.revocation_pointers,
         )
+        build = (
+            partial(build_leaf, request, authority.intermediates[0])
+            if permanent is None
+            else partial(
+                attestation.build_attested_leaf, request, permanent, authority.intermediates[0]
+            )
+        )
         cert = authority.repository.issue(
             None,
             self.prov.name,
-            lambda: authority.issuer_signer.sign_with(
-                partial(build_leaf, request, authority.intermediates[0])
-            ),
+            lambda: authority.issuer_signer.sign_with(build),
             AuditEvent(
                 "certificate.sign",
                 f"{self.prov.name}:{common_name or names[0]}",

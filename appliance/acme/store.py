@@ -18,7 +18,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from appliance.db.models import (
@@ -43,6 +56,18 @@ STUCK_AFTER = timedelta(minutes=2)
 PURGE_ONE_IN = 64
 PURGE_BATCH = 500
 Row = dict[str, Any]
+
+#: device-attest-01 (migration 0008): the key a valid attestation vouched for, per
+#: authorization; finalize issues for that key only.
+acme_attestations = Table(
+    "acme_attestations",
+    MetaData(),
+    Column("authz_id", String(64), primary_key=True),
+    Column("format", String(16), nullable=False),
+    Column("fingerprint", String(64), nullable=False, comment="SHA-256 of the key's SPKI, hex"),
+    Column("identifier", String(1024), nullable=False, comment="the attested serial"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 
 def new_id() -> str:
@@ -117,6 +142,9 @@ class Store:
                 return 0
             authz_ids = [a for _, ids in stale for a in json.loads(ids)]
             conn.execute(delete(acme_challenges).where(acme_challenges.c.authz_id.in_(authz_ids)))
+            conn.execute(
+                delete(acme_attestations).where(acme_attestations.c.authz_id.in_(authz_ids))
+            )
             conn.execute(delete(acme_authzs).where(acme_authzs.c.id.in_(authz_ids)))
             conn.execute(delete(acme_orders).where(acme_orders.c.id.in_([o for o, _ in stale])))
         return len(stale)
@@ -304,9 +332,12 @@ class Store:
             ).rowcount
         return released == 1
 
-    def finish_challenge(self, challenge: Row, error: dict[str, Any] | None) -> None:
+    def finish_challenge(
+        self, challenge: Row, error: dict[str, Any] | None, attested: Row | None = None
+    ) -> None:
         """The outcome of a validation: the challenge, its authorization and, once every
-        authorization of an order is valid (or one is invalid), the order."""
+        authorization of an order is valid (or one is invalid), the order. `attested`
+        (format, fingerprint, identifier) is what a valid device-attest-01 vouched for."""
         status = "invalid" if error else "valid"
         with self._tx() as conn:
             finished = conn.execute(
@@ -323,6 +354,12 @@ class Store:
             ).rowcount
             if not finished:  # released as stuck, and finished by its second validation
                 return
+            if attested is not None and not error:
+                conn.execute(
+                    insert(acme_attestations).values(
+                        authz_id=challenge["authz_id"], created_at=now(), **attested
+                    )
+                )
             conn.execute(
                 update(acme_authzs)
                 .where(acme_authzs.c.id == challenge["authz_id"], acme_authzs.c.status == "pending")
@@ -349,6 +386,17 @@ class Store:
                         .where(acme_orders.c.id == order_id, acme_orders.c.status == "pending")
                         .values(status=new)
                     )
+
+    def attested_fingerprint(self, authz_ids: list[str]) -> str | None:
+        """The fingerprint of the key a device-attest-01 of these authorizations vouched for
+        (an order has at most one permanent identifier), or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                select(acme_attestations.c.fingerprint).where(
+                    acme_attestations.c.authz_id.in_(authz_ids)
+                )
+            ).first()
+        return str(row[0]) if row else None
 
     # --- certificates ---------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ acme_authzs = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("account_id", String(64), nullable=False),
-    Column("kind", String(8), nullable=False, comment="identifier type: dns or ip"),
+    Column("kind", String(32), nullable=False, comment="dns, ip or permanent-identifier"),
     Column("value", String(1024), nullable=False),
     Column("wildcard", Boolean, nullable=False, default=False),
     Column("status", String(16), nullable=False),

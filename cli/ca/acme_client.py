@@ -182,9 +182,10 @@ class ACMEClient:
         resp = self.post(url, None, what)
         return _json(resp, url), _retry_after(resp)
 
-    def respond(self, challenge_url: str) -> dict[str, Any]:
-        """Tell the server the challenge is ready (`{}`)."""
-        resp = self.post(challenge_url, {}, f"error validating ACME Challenge at {challenge_url}")
+    def respond(self, challenge_url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Tell the server the challenge is ready (`{}`, or device-attest-01's payload)."""
+        what = f"error validating ACME Challenge at {challenge_url}"
+        resp = self.post(challenge_url, payload or {}, what)
         return _json(resp, challenge_url)
 
     def poll(

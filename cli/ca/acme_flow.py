@@ -51,6 +51,12 @@ CONTACT = typer.Option([], "--contact", help="ACME: an account contact email add
 HTTP_LISTEN = typer.Option(
     ":80", "--http-listen", help="ACME: the address the standalone server listens on."
 )
+ATTESTATION_URI = typer.Option(
+    None,
+    "--attestation-uri",
+    help="The KMS <uri> used for attestation (ACME device-attest-01, e.g. "
+    "'yubikey:slot-id=9a'): the subject is the device's serial, the key stays on it.",
+)
 
 _TOKEN_ERROR = "step ACME provisioners do not support token auth flows"
 
@@ -84,6 +90,7 @@ class ACMEOptions:
     contact: list[str] = field(default_factory=list)
     not_before: str | None = None
     not_after: str | None = None
+    attestation_uri: str | None = None
 
 
 @dataclass
@@ -304,19 +311,29 @@ def certificate(
     root: Path | str | None,
     subject: str,
     sans: list[str],
-    files: tuple[Path, Path],
+    files: tuple[Path, Path | None],
     spec: KeySpec,
     opts: ACMEOptions,
 ) -> None:
     """`step ca certificate` by ACME: `url` is the CA's URL and `provisioner` the ACME
     provisioner's name (trusting `root` only), or `url` is a directory from `--acme` and
-    `provisioner` None (the system's roots plus `--root`, if any)."""
-    names = order_names(subject, list(sans))
+    `provisioner` None (the system's roots plus `--root`, if any). With an attestation URI
+    the order is device-attest-01's (cli.ca.acme_attest) and no key file is written."""
     if provisioner is None:
         directory, trust, system = url, optional_root(str(root) if root else None), True
     else:
         directory, trust, system = directory_url(url, provisioner), Path(str(root)), False
     crt_file, key_file = files
+    if opts.attestation_uri:  # device-attest-01: the key stays on the device
+        from cli.ca.acme_attest import attested_certificate
+
+        window = order_window(opts.not_before, opts.not_after)
+        attested_certificate(
+            directory, trust, subject, crt_file, opts.attestation_uri, window,
+            _contacts(opts.contact), system_roots=system,
+        )  # fmt: skip
+        return
+    names = order_names(subject, list(sans))
     acme_certificate(
         directory, trust, names, crt_file, key_file, opts, spec=spec, system_roots=system
     )

@@ -231,7 +231,9 @@ def save_chain(resp: dict[str, Any], crt_file: Path) -> None:
 def certificate_command(
     subject: str = typer.Argument(..., help="The subject (common name) of the certificate."),
     crt_file: Path = typer.Argument(..., help="Where to write the certificate chain."),
-    key_file: Path = typer.Argument(..., help="Where to write the private key (unencrypted)."),
+    key_file: Path | None = typer.Argument(
+        None, help="Where to write the private key (unencrypted); none with --attestation-uri."
+    ),
     token: str | None = typer.Option(
         None, "--token", help="A one-time token from 'step ca token'."
     ),
@@ -267,6 +269,7 @@ def certificate_command(
     webroot: Path | None = acme_flow.WEBROOT,
     contact: list[str] = acme_flow.CONTACT,
     http_listen: str = acme_flow.HTTP_LISTEN,
+    attestation_uri: str | None = acme_flow.ATTESTATION_URI,
     ca_url: str | None = typer.Option(None, "--ca-url", help=CA_URL_HELP),
     root: str | None = typer.Option(None, "--root", help=ROOT_HELP),
 ) -> None:
@@ -284,15 +287,23 @@ def certificate_command(
       $ step ca certificate svc svc.crt svc.key --kty RSA --size 3072 --not-after 2h
 
       $ step ca certificate app.test app.crt app.key --provisioner acme --webroot /srv/www
+
+      $ step ca certificate 12345678 yk.crt --provisioner acme-da \
+          --attestation-uri 'yubikey:slot-id=9a?pin-source=pin.txt'
     """
-    opts = acme_flow.ACMEOptions(standalone, webroot, http_listen, contact, not_before, not_after)
+    opts = acme_flow.ACMEOptions(
+        standalone, webroot, http_listen, contact, not_before, not_after, attestation_uri
+    )
     spec = key_spec(kty, curve, size)
+    if key_file is None and not attestation_uri:  # the key stays on the device with one
+        raise CLIError("Missing argument '<key-file>'.")
+    outputs = [crt_file] if key_file is None else [crt_file, key_file]
     if acme and not token:  # an ACME directory named by URL: no provisioner involved
-        check_outputs([crt_file, key_file], force)
+        check_outputs(outputs, force)
         acme_flow.certificate(acme, None, root, subject, san, (crt_file, key_file), spec, opts)
         return
     url, root_path, claims = resolve_token(token, ca_url, root)
-    check_outputs([crt_file, key_file], force)
+    check_outputs(outputs, force)
     sans = list(san)
     with CAClient(url, root_path) as client:
         if token:
@@ -330,6 +341,8 @@ def certificate_command(
                 acme_flow.certificate(url, exc.name, root_path, subject, sans, files, spec, opts)
                 return
             sans = sans or [subject]
+        if key_file is None:
+            raise CLIError("--attestation-uri needs an ACME provisioner")
         ui.selected("CA", url)
         token_claims = unverified_claims(ott)
         if "sans" not in token_claims and token_claims.get("email"):  # an OIDC ID token

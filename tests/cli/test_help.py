@@ -122,7 +122,8 @@ def test_value_names_are_steps() -> None:
                   "<file>", "--size <size>", "-f, --force  "):
         assert f"  {label}" in options, label
     usage = _help(["ca", "certificate", "--help"]).splitlines()[0]
-    assert usage == "Usage: step ca certificate <subject> <crt-file> <key-file> [flags]"
+    # <key-file> is optional: none with --attestation-uri (the key stays on the device)
+    assert usage == "Usage: step ca certificate <subject> <crt-file> [<key-file>] [flags]"
 
 
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)

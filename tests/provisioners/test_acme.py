@@ -31,8 +31,8 @@ def test_schema_problems_are_worded_by_path() -> None:
 def test_challenges_default_to_step_cas_and_keep_what_this_build_validates() -> None:
     assert acme().challenges == ["http-01", "dns-01", "tls-alpn-01"]
     assert acme(challenges=["DNS-01", "http-01"]).challenges == ["dns-01", "http-01"]
-    assert acme(challenges=["device-attest-01", "tls-alpn-01"]).challenges == ["tls-alpn-01"]
-    assert acme(challenges=["device-attest-01"]).challenges == []
+    assert acme(challenges=["wire-oidc-01", "device-attest-01"]).challenges == ["device-attest-01"]
+    assert acme(challenges=["wire-oidc-01"]).challenges == []
     assert acme().http_port == 80
     assert acme().pinned_http_port is None
     assert acme(stepstone={"httpPort": 8080, "hosts": {"a.test": "127.0.0.1"}}).http_port == 8080
