@@ -26,6 +26,11 @@ def _time(value: datetime | None) -> str | None:
     return aware(value).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def _serial(text: str) -> bool:
+    """A certificate id as this CA writes one: a decimal serial (at most 160 bits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 49
+
+
 class Context:
     """What every ACME resource shares: the authority, the store, the link builder."""
 
@@ -56,7 +61,10 @@ class Context:
         resp.content_type = "application/problem+json"
         resp.text = json.dumps(ex.document())
         name = params.get("provisioner")
-        if isinstance(name, str):
+        # A nonce only from a provisioner that exists: a 404 costs no database row.
+        if isinstance(name, str) and isinstance(
+            self.authority.registry.by_name(name), ACMEProvisioner
+        ):
             self.headers(resp, name)
             if isinstance(ex, KeyInUse):
                 resp.set_header("Location", self.link(name, "account", ex.account_id))
@@ -307,7 +315,7 @@ class Certificate(_Resource):
         self, req: falcon.Request, resp: falcon.Response, provisioner: str, cert_id: str
     ) -> None:
         _, _, account = self.ctx.account(req, provisioner)
-        if not cert_id.isdigit() or self.ctx.store.certificate_account(int(cert_id)) != account.id:
+        if not _serial(cert_id) or self.ctx.store.certificate_account(int(cert_id)) != account.id:
             raise not_found("certificate")
         cert = self.ctx.authority.repository.certificate(int(cert_id))
         if cert is None:

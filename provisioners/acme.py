@@ -125,6 +125,8 @@ class ACMEProvisioner(Provisioner):
                 return f"{value!r} needs device-attest-01, which this provisioner does not offer"
             return None
         if kind == "ip":
+            if "%" in value:  # a zone names one of the CA's own interfaces
+                return f"{value!r} is an IP address with a zone"
             try:
                 ipaddress.ip_address(value)
             except ValueError:

@@ -74,9 +74,10 @@ def parse(body: bytes, *, inner: bool = False) -> Request:
     header has alg, nonce, url and exactly one of jwk and kid (`inner`: key-change's inner
     JWS, with a jwk and no nonce)."""
     try:
-        doc = json.loads(body)
-    except ValueError:
-        raise malformed("request body is not JSON") from None
+        text = body.decode("utf-8")  # JSON may be UTF-16 too; JWS text is not
+        doc = json.loads(text)
+    except ValueError:  # UnicodeDecodeError included
+        raise malformed("request body is not UTF-8 JSON") from None
     if not isinstance(doc, dict) or not all(
         isinstance(doc.get(k), str) for k in ("protected", "payload", "signature")
     ):
@@ -101,7 +102,7 @@ def parse(body: bytes, *, inner: bool = False) -> Request:
             raise malformed("the inner JWS needs a jwk and no nonce")
     elif not isinstance(header.get("nonce"), str) or not header["nonce"]:
         raise ACMEProblem("badNonce", "the protected header has no nonce")
-    return Request(body.decode(), header, b64decode(doc["payload"]))
+    return Request(text, header, b64decode(doc["payload"]))
 
 
 def load_key(value: dict[str, Any]) -> jwk.JWK:

@@ -12,16 +12,16 @@ from functools import partial
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy.exc import IntegrityError
 
 from appliance import csr_checks
-from appliance.acme import attestation, eab, jws, validation
+from appliance.acme import attestation, eab, jws, revocation, validation
 from appliance.acme.problems import ACMEProblem, malformed, not_found, unauthorized
+from appliance.acme.requests import MAX_IDENTIFIERS, contact_urls, csr_names, is_ip
 from appliance.acme.store import Row, Store, aware
 from appliance.authority import Authority
 from appliance.db.audit import AuditEvent
-from appliance.db.repository import Revocation
-from appliance.metrics import CERTIFICATES_ISSUED, CERTIFICATES_REVOKED
+from appliance.metrics import CERTIFICATES_ISSUED
 from appliance.profiles import LeafRequest, build_leaf, subject_name
 from appliance.validity import Window, check_window, requested_window
 from pki.errors import CAError
@@ -89,12 +89,17 @@ class ACME:
         thumb = jws.thumbprint(key)
         existing = self.store.account_by_thumbprint(thumb)
         if existing is not None:
+            if existing["provisioner"] != self.prov.name:  # one account per key, CA-wide
+                raise unauthorized(
+                    f"this key is the key of an account on provisioner "
+                    f"'{existing['provisioner']}': use another key here"
+                )
             if existing["status"] != "valid":
                 raise unauthorized(f"account is {existing['status']}")
             return existing, False
         if payload.get("onlyReturnExisting") is True:
             raise ACMEProblem("accountDoesNotExist", "account does not exist")
-        contact = _contact(payload.get("contact"))
+        contact = contact_urls(payload.get("contact"))
         public = json.loads(key.export_public())
         if not self.prov.acme.requireEAB:  # as step-ca: a binding is ignored unless required
             return self.store.create_account(self.prov.name, thumb, public, contact)
@@ -115,7 +120,7 @@ class ACME:
     def update_account(self, account: Account, payload: dict[str, Any]) -> Row:
         values: dict[str, Any] = {}
         if "contact" in payload:
-            values["contact"] = json.dumps(_contact(payload["contact"]))
+            values["contact"] = json.dumps(contact_urls(payload["contact"]))
         if payload.get("status") == "deactivated":
             values["status"] = "deactivated"
         elif "status" in payload and payload["status"] != account.row["status"]:
@@ -147,9 +152,13 @@ class ACME:
         if holder is not None:
             raise KeyInUse(str(holder["id"]))
         public = json.loads(new_key.export_public())
-        self.store.update_account(
-            account.id, thumbprint=thumb, jwk=json.dumps(public, sort_keys=True)
-        )
+        try:
+            self.store.update_account(
+                account.id, thumbprint=thumb, jwk=json.dumps(public, sort_keys=True)
+            )
+        except IntegrityError:  # another account took the key meanwhile
+            holder = self.store.account_by_thumbprint(thumb)
+            raise KeyInUse(str(holder["id"]) if holder else "") from None
         row = self.store.account(account.id)
         assert row is not None
         return row
@@ -160,6 +169,8 @@ class ACME:
         idents = payload.get("identifiers")
         if not isinstance(idents, list) or not idents:
             raise malformed("the order has no identifiers")
+        if len(idents) > MAX_IDENTIFIERS:
+            raise malformed(f"an order may hold at most {MAX_IDENTIFIERS} identifiers")
         clean: list[dict[str, str]] = []
         for ident in idents:
             if not isinstance(ident, dict) or not all(
@@ -168,7 +179,7 @@ class ACME:
                 raise malformed("an identifier needs a type and a value")
             kind, value = ident["type"], ident["value"].lower()
             if kind == "ip":
-                value = str(ipaddress.ip_address(value)) if _is_ip(value) else value
+                value = str(ipaddress.ip_address(value)) if is_ip(value) else value
             problem = self.prov.identifier_problem(kind, value, self.authority.config.policy)
             if problem:
                 raise ACMEProblem(
@@ -262,6 +273,7 @@ class ACME:
 
     def _validate(self, authz: Row, challenge: Row, expected: str) -> None:
         """On the validation pool: check the challenge (authz value: a wildcard's base name)."""
+        self.store.mark_started(str(challenge["id"]))
         error = validation.validate(
             challenge["kind"], authz["kind"], authz["value"], challenge["token"], expected,
             self.prov,
@@ -294,7 +306,7 @@ class ACME:
             attested = self.store.attested_fingerprint(json.loads(order["authz_ids"]))
             common_name = attestation.attested_common_name(csr, permanent, attested, order_id)
         else:
-            common_name = _csr_names(csr, names)
+            common_name = csr_names(csr, names)
         if not common_name and self.prov.acme.forceCN and permanent is None:
             common_name = names[0]
         if not self.store.set_order(order_id, "ready", status="processing"):
@@ -368,92 +380,5 @@ class ACME:
         return cert
 
     def revoke(self, request: jws.Request, account_prefix: str) -> None:
-        """revoke-cert signed by the account that ordered the certificate, or by the
-        certificate's own key (`jwk`)."""
-        if request.kid is not None:
-            account: Account | None = self.account_for(request, account_prefix)
-        else:
-            account = None
-            if request.jwk is None:
-                raise malformed("revoke-cert needs a kid or a jwk")
-            jws.verify(request, jws.load_key(request.jwk))
-        payload = request.json_payload()
-        try:
-            cert = x509.load_der_x509_certificate(jws.b64decode(str(payload.get("certificate"))))
-        except ValueError:
-            raise malformed("the certificate cannot be parsed") from None
-        reason = payload.get("reason", 0)
-        if isinstance(reason, bool) or not isinstance(reason, int) or not 0 <= reason <= 10:
-            raise ACMEProblem("badRevocationReason", f"reason {reason!r} is not allowed")
-        serial = cert.serial_number
-        stored = self.authority.repository.certificate(serial)
-        if stored is None or stored != cert:
-            raise ACMEProblem("malformed", "certificate not found", 404)
-        if account is not None:
-            if self.store.certificate_account(serial) != account.id:
-                raise unauthorized("the account did not order this certificate")
-        else:
-            assert request.jwk is not None
-            mine = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-            theirs = jws.load_key(request.jwk).get_op_key("verify")
-            if theirs.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != mine:
-                raise unauthorized("the jwk is not the certificate's key")
-        if self.authority.repository.is_revoked(serial):
-            raise ACMEProblem("alreadyRevoked", "certificate is already revoked")
-        actor = f"{self.prov.name}:{account.id if account else 'certificate key'}"
-        self.authority.repository.revoke(
-            Revocation(
-                serial=serial,
-                reason_code=reason,
-                reason="",
-                provisioner=self.prov.name,
-                token_id="",
-                mtls=False,
-                revoked_at=datetime.now(UTC).replace(microsecond=0),
-            ),
-            None,
-            AuditEvent("certificate.revoke", actor, details={"provisioner": self.prov.name}),
-        )
-        CERTIFICATES_REVOKED.labels(self.prov.name).inc()
-        if self.authority.config.crl.enabled and self.authority.config.crl.generate_on_revoke:
-            self.authority.crl.generate()
-
-
-def _contact(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise malformed("contact must be a list of URLs")
-    for item in value:
-        if not item.startswith("mailto:"):
-            raise ACMEProblem("unsupportedContact", f"contact {item!r} is not a mailto: URL")
-    return list(value)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _csr_names(csr: x509.CertificateSigningRequest, names: list[str]) -> str:
-    """The CSR's common name ("" when none); badCSR unless its names are the order's."""
-    cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    common_name = str(cns[0].value).lower() if cns else ""
-    try:
-        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        ext = None
-    sans = SubjectAltNames.of(ext)
-    requested = {n.lower() for n in sans.dns} | {str(ip) for ip in sans.ips}
-    if sans.emails or sans.uris:
-        raise ACMEProblem("badCSR", "the csr has names that are neither DNS names nor IPs")
-    if common_name:
-        requested.add(common_name)
-    if requested != {n.lower() for n in names}:
-        raise ACMEProblem(
-            "badCSR", f"the csr's names {sorted(requested)} are not the order's {sorted(names)}"
-        )
-    return common_name
+        """revoke-cert (appliance.acme.revocation)."""
+        revocation.revoke(self, request, account_prefix)

@@ -105,6 +105,8 @@ class Store:
         nonce = secrets.token_urlsafe(24)
         with self._tx() as conn:
             conn.execute(insert(acme_nonces).values(nonce=nonce, issued_at=now()))
+        if secrets.randbelow(PURGE_ONE_IN) == 0:  # nonces asked for and never used age out too
+            self.purge()
         return nonce
 
     def use_nonce(self, nonce: str) -> bool:
@@ -309,6 +311,19 @@ class Store:
                     .values(status="processing", validated=now())
                 ).rowcount
                 == 1
+            )
+
+    def mark_started(self, challenge_id: str) -> None:
+        """A validation thread took up the challenge: `validated` (its start while processing)
+        is now, so time spent queued behind other validations does not count as stuck."""
+        with self._tx() as conn:
+            conn.execute(
+                update(acme_challenges)
+                .where(
+                    acme_challenges.c.id == challenge_id,
+                    acme_challenges.c.status == "processing",
+                )
+                .values(validated=now())
             )
 
     def release_stuck(self, challenge: Row) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -246,5 +247,7 @@ def _retry_after(resp: httpx.Response) -> float:
     try:
         value = float(resp.headers.get("Retry-After", "1"))
     except ValueError:
+        value = 1.0
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats too
         value = 1.0
     return min(max(value, 1.0), MAX_RETRY_AFTER)

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import falcon
@@ -177,7 +177,10 @@ def test_directory_and_nonces(client: falcon.testing.TestClient) -> None:
     assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
     assert head.headers["Cache-Control"] == "no-store"
     assert client.simulate_get("/1.0/acme/acme/directory").status_code == 404
-    problem(client.simulate_get("/acme/admin/directory"), "accountDoesNotExist", 404)
+    missing = client.simulate_get("/acme/admin/directory")
+    assert missing.status_code == 404
+    assert missing.json["type"] == "urn:ietf:params:acme:error:accountDoesNotExist"
+    assert "Replay-Nonce" not in missing.headers  # no provisioner, no nonce row either
 
 
 def test_provisioners_lists_the_acme_entry(client: falcon.testing.TestClient) -> None:
@@ -456,3 +459,38 @@ def test_finalize_checks_the_policy_again(
     problem(refused, "rejectedIdentifier")
     assert NAME in refused.json["detail"]
     assert acme.post(path(created.headers["Location"])).json["status"] == "ready"
+
+
+def test_bad_requests_are_problems_not_errors(client: falcon.testing.TestClient) -> None:
+    """Client-made oddities each get a problem document, never a 500."""
+    acme = Client(client)
+    acme.register()
+    many = [{"type": "dns", "value": f"h{i}.{NAME}"} for i in range(101)]
+    problem(acme.post("/acme/acme/new-order", {"identifiers": many}), "malformed")
+    zoned = {"identifiers": [{"type": "ip", "value": "fe80::1%eth0"}]}
+    problem(acme.post("/acme/acme/new-order", zoned), "rejectedIdentifier")
+    for cert_id in ("²", "9" * 60):
+        problem(acme.post(f"/acme/acme/certificate/{cert_id}"), "malformed", 404)
+    utf16 = acme.body("https://127.0.0.1:9/acme/acme/new-order", {}).encode("utf-16")
+    got = client.simulate_post("/acme/acme/new-order", body=utf16,
+                               headers={"Content-Type": "application/jose+json"})  # fmt: skip
+    assert got.status_code == 400 and got.json["type"] == PROBLEM + "malformed"
+
+
+def test_reason_seven_is_not_a_revocation_reason(client: falcon.testing.TestClient) -> None:
+    acme = Client(client)
+    acme.register()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.now(UTC))
+        .not_valid_after(datetime.now(UTC) + timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = b64(cert.public_bytes(serialization.Encoding.DER))
+    got = acme.post("/acme/acme/revoke-cert", {"certificate": der, "reason": 7})
+    problem(got, "badRevocationReason")

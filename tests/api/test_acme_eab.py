@@ -13,6 +13,8 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from jwcrypto import jwk  # type: ignore[import-untyped]
 
 from tests.api.admin_tokens import Admin, add_key, admin_app
 from tests.api.test_acme import BASE, Client, problem
@@ -140,3 +142,24 @@ def test_a_binding_is_ignored_unless_required(
     payload = {"externalAccountBinding": binding(acme, add_key(http, admin), url=url)}
     got = acme.post("/acme/open/new-account", payload, jwk=True)
     assert got.status_code == 201, got.text
+
+
+def test_one_account_per_key_across_provisioners(http: falcon.testing.TestClient) -> None:
+    """A key with an account on `open` is told so on `acme`, not let past its EAB."""
+    acme = Client(http)
+    made = acme.post("/acme/open/new-account", {"termsOfServiceAgreed": True}, jwk=True)
+    assert made.status_code == 201, made.text
+    refused = register(acme, None)
+    problem(refused, "unauthorized", 401)
+    assert "provisioner 'open'" in refused.json["detail"]
+
+
+def test_revoke_by_key_is_for_acme_certificates_only(
+    http: falcon.testing.TestClient, admin: Admin
+) -> None:
+    """The admin's certificate came from /1.0/sign: ACME's revoke-cert does not know it."""
+    holder = Client(http)
+    holder.key = jwk.JWK.from_pyca(admin.key)
+    der = base64.urlsafe_b64encode(admin.chain[0].public_bytes(Encoding.DER)).rstrip(b"=")
+    got = holder.post("/acme/open/revoke-cert", {"certificate": der.decode()}, jwk=True)
+    problem(got, "malformed", 404)

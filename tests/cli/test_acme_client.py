@@ -19,6 +19,7 @@ from api.app import create_app
 from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
+from cli.ca import acme_client
 from cli.ca.acme_client import ACMEClient, ACMEError, describe
 from cli.ca.acme_flow import authorize, finalize, make_csr, order_names, order_window
 from cli.ca.acme_http01 import Standalone, Webroot, challenge_mode, parse_listen
@@ -168,3 +169,9 @@ def test_webroot_refuses_a_token_that_is_not_base64url(tmp_path: Path, token: st
     with pytest.raises(CLIError, match="invalid challenge token"):
         mode.withdraw(token)
     assert list(tmp_path.rglob("*")) == [tmp_path / "www"]
+
+
+@pytest.mark.parametrize(("header", "wait"), [("nan", 1.0), ("inf", 1.0), ("-5", 1.0), ("3", 3.0)])
+def test_retry_after_is_a_finite_bounded_delay(header: str, wait: float) -> None:
+    resp = httpx.Response(200, headers={"Retry-After": header})
+    assert acme_client._retry_after(resp) == wait

@@ -150,6 +150,17 @@ def test_a_challenge_whose_worker_died_is_released(engine: Engine) -> None:
     assert store.authz(authz_id)["status"] == "valid"  # type: ignore[index]
 
 
+def test_time_spent_queued_does_not_count_as_stuck(engine: Engine) -> None:
+    """The clock restarts when a validation thread takes the challenge up."""
+    store = Store(engine)
+    _, authz_id, challenge = _order(store)
+    assert store.start_challenge(challenge["id"])
+    _age_challenge(engine, challenge["id"], STUCK_AFTER + timedelta(seconds=5))  # long queued
+    store.mark_started(challenge["id"])
+    taken = store.challenge(authz_id, challenge["id"])
+    assert taken is not None and not store.release_stuck(taken)
+
+
 def _count(engine: Engine, table: Any, *where: Any) -> int:
     with engine.begin() as conn:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
