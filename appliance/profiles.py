@@ -142,6 +142,10 @@ class LeafRequest:
     not_after: datetime
     extension: ProvisionerExtension | None = None
     revocation: RevocationPointers | None = None
+    # Names `sans` cannot hold (an ACME device's permanentIdentifier otherName), after them.
+    other_names: tuple[x509.GeneralName, ...] = ()
+    # step-ca's attested leaf: clientAuth only, no serverAuth.
+    client_auth_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ _LEAF_KEY_USAGE = {False: encoded(_leaf_key_usage(False)), True: encoded(_leaf_k
 _LEAF_EXTENDED_KEY_USAGE = encoded(
     x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
 )
+_CLIENT_AUTH_ONLY = encoded(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]))
 
 
 @lru_cache(maxsize=16)
@@ -253,7 +258,8 @@ def _encoded_aki(issuer: x509.Certificate) -> x509.UnrecognizedExtension:
 def build_leaf(
     req: LeafRequest, issuer: x509.Certificate, issuer_key: CertificateIssuerPrivateKeyTypes
 ) -> x509.Certificate:
-    """A TLS leaf: KU digitalSignature (+keyEncipherment for RSA), EKU server+client auth."""
+    """A TLS leaf: KU digitalSignature (+keyEncipherment for RSA), EKU server+client auth
+    (clientAuth only for `client_auth_only`, step-ca's attested leaf)."""
     is_rsa = isinstance(req.public_key, rsa.RSAPublicKey)
     builder = (
         x509.CertificateBuilder()
@@ -264,16 +270,18 @@ def build_leaf(
         .not_valid_before(req.not_before)
         .not_valid_after(req.not_after)
         .add_extension(_LEAF_KEY_USAGE[is_rsa], critical=True)
-        .add_extension(_LEAF_EXTENDED_KEY_USAGE, critical=False)
+        .add_extension(
+            _CLIENT_AUTH_ONLY if req.client_auth_only else _LEAF_EXTENDED_KEY_USAGE,
+            critical=False,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
         .add_extension(_encoded_aki(issuer), critical=False)
     )
-    if req.sans:
+    if req.sans or req.other_names:
         # RFC 5280: the SAN extension is critical when the subject is empty.
         critical = len(req.subject) == 0
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(req.sans.general_names()), critical=critical
-        )
+        names = [*req.sans.general_names(), *req.other_names]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=critical)
     if req.extension is not None:
         builder = builder.add_extension(req.extension.to_x509_extension(), critical=False)
     if req.revocation is not None:

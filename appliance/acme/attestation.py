@@ -29,22 +29,17 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.acme import jws
 from appliance.acme.problems import PREFIX, ACMEProblem
-from appliance.profiles import LeafRequest, hash_for, random_serial
 from keystores.yubikey.attestation import attestation_serial
-from pki.certs import aki_for
 from provisioners.acme import ATTESTATION_FORMATS, PERMANENT_IDENTIFIER, ACMEProvisioner
 
 __all__ = [
     "OID_PERMANENT_IDENTIFIER",
     "AttestationError",
     "attested_common_name",
-    "build_attested_leaf",
     "fingerprint",
     "verify_payload",
     "yubico_roots",
@@ -316,42 +311,3 @@ def _der_length(n: int) -> bytes:
         return bytes([n])
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
-
-
-def build_attested_leaf(
-    req: LeafRequest,
-    identifier: str,
-    issuer: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
-) -> x509.Certificate:
-    """step-ca's DefaultAttestedLeafTemplate: the CSR's subject, the permanent identifier as
-    the only SAN (critical when the subject is empty), digitalSignature (+keyEncipherment for
-    RSA) and clientAuth; then the usual key identifiers, provisioner and revocation
-    extensions."""
-    is_rsa = isinstance(req.public_key, rsa.RSAPublicKey)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(req.subject)
-        .issuer_name(issuer.subject)
-        .public_key(req.public_key)
-        .serial_number(random_serial())
-        .not_valid_before(req.not_before)
-        .not_valid_after(req.not_after)
-        .add_extension(
-            x509.KeyUsage(True, False, is_rsa, False, False, False, False, False, False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
-        .add_extension(aki_for(issuer), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([permanent_identifier_san(identifier)]),
-            critical=len(req.subject) == 0,
-        )
-    )
-    if req.extension is not None:
-        builder = builder.add_extension(req.extension.to_x509_extension(), critical=False)
-    if req.revocation is not None:
-        for ext in req.revocation.extensions():
-            builder = builder.add_extension(ext, critical=False)
-    return builder.sign(issuer_key, hash_for(issuer_key))  # type: ignore[arg-type]

@@ -358,14 +358,12 @@ class ACME:
             not_after=window.not_after,
             extension=extension,
             revocation=authority.revocation_pointers,
+            other_names=(
+                (attestation.permanent_identifier_san(permanent),) if permanent is not None else ()
+            ),
+            client_auth_only=permanent is not None,  # step-ca's attested leaf
         )
-        build = (
-            partial(build_leaf, request, authority.intermediates[0])
-            if permanent is None
-            else partial(
-                attestation.build_attested_leaf, request, permanent, authority.intermediates[0]
-            )
-        )
+        build = partial(build_leaf, request, authority.intermediates[0])
         cert = authority.repository.issue(
             None,
             self.prov.name,

@@ -19,13 +19,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from appliance.acme.attestation import (
     AttestationError,
     attested_common_name,
-    build_attested_leaf,
     fingerprint,
+    permanent_identifier_san,
     verify_payload,
     yubico_roots,
 )
 from appliance.acme.problems import ACMEProblem
-from appliance.profiles import LeafRequest
+from appliance.profiles import LeafRequest, build_leaf
 from pki.sans import SubjectAltNames
 from provisioners.acme import ACMEProvisioner, authz_challenges
 from provisioners.base import ProvisionerConfigError
@@ -277,8 +277,11 @@ def test_the_attested_leaf(ca: AttestationCA) -> None:
         x509.Name([]),
     ):
         key = rsa.generate_private_key(65537, 2048)
-        request = LeafRequest(subject, _NO_SANS, key.public_key(), now, now + dt.timedelta(hours=1))
-        leaf = build_attested_leaf(request, "12345678", ca.root, issuer_key)
+        request = LeafRequest(
+            subject, _NO_SANS, key.public_key(), now, now + dt.timedelta(hours=1),
+            other_names=(permanent_identifier_san("12345678"),), client_auth_only=True,
+        )  # fmt: skip
+        leaf = build_leaf(request, ca.root, issuer_key)
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         assert san.critical is (len(subject) == 0)
         # go.step.sm/crypto's encoding: otherName 1.3.6.1.5.5.7.8.3, [0] { SEQ { UTF8 } }
