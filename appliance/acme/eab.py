@@ -13,15 +13,11 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
     Column,
-    Connection,
     DateTime,
-    Engine,
     MetaData,
     String,
     Table,
@@ -36,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from appliance.acme import jws as acme_jws
 from appliance.acme.problems import ACMEProblem, malformed, unauthorized
-from appliance.acme.store import Row, new_id, now
+from appliance.acme.store import Row, Tables, new_id, now
 from appliance.db.models import acme_accounts
 
 #: The MAC algorithms of a binding. The MAC is checked here rather than by jwcrypto, which
@@ -69,16 +65,8 @@ class KeyAlreadyBound(ValueError):
     """The key was bound to an account (here or on another appliance) meanwhile."""
 
 
-class EABStore:
+class EABStore(Tables):
     """The EAB keys of one database."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
 
     def create(self, provisioner: str, reference: str = "") -> Row:
         """A new key with a random 32-byte HMAC key; DuplicateReference if `reference` is

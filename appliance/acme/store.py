@@ -84,8 +84,9 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class Store:
-    """The ACME tables of one database."""
+class Tables:
+    """Tables of one database, each method one transaction (ACME's here, EAB keys in
+    appliance.acme.eab)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -98,6 +99,10 @@ class Store:
     def _one(self, conn: Connection, query: Any) -> Row | None:
         row = conn.execute(query).mappings().first()
         return dict(row) if row is not None else None
+
+
+class Store(Tables):
+    """The ACME tables of one database."""
 
     # --- nonces ---------------------------------------------------------------------------
 
