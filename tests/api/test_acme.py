@@ -25,10 +25,9 @@ from sqlalchemy import update
 from api.app import create_app
 from appliance.acme.store import STUCK_AFTER, Store, aware, now
 from appliance.authority import Authority
-from appliance.config import CAConfig
 from appliance.db.models import acme_challenges
-from appliance.pki import InitRequest, init_pki
 from provisioners.schema import PolicySchema
+from tests.acme_ca import acme_authority
 from tests.e2e.harness import free_port
 
 NAME = "www.acme.test"
@@ -67,28 +66,16 @@ def http01_port() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory: pytest.TempPathFactory, http01_port: int) -> Iterator[Authority]:
-    base = tmp_path_factory.mktemp("acme") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(InitRequest(base, "ACME", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))  # fmt: skip
-        path = base / "config" / "ca.json"
-        cfg = json.loads(path.read_text())
-        cfg["authority"]["provisioners"].append(
-            {
-                "type": "ACME",
-                "name": "acme",
-                "forceCN": True,
-                "challenges": ["http-01"],
-                "termsOfService": "https://ca.test/tos",
-                "stepstone": {"httpPort": http01_port, "hosts": {NAME: "127.0.0.1"}},
-            }
-        )
-        path.write_text(json.dumps(cfg))
-        yield Authority.open(CAConfig.load(path), password=b"ca-pw")
-    finally:
-        mp.undo()
+    acme = {
+        "type": "ACME",
+        "name": "acme",
+        "forceCN": True,
+        "challenges": ["http-01"],
+        "termsOfService": "https://ca.test/tos",
+        "stepstone": {"httpPort": http01_port, "hosts": {NAME: "127.0.0.1"}},
+    }
+    with acme_authority(tmp_path_factory.mktemp("acme") / "step", acme) as authority:
+        yield authority
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ as step-ca writes it, and a wildcard order through dns-01 against the test DNS s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import falcon.testing
@@ -15,9 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.app import create_app
 from appliance.acme import dns01, validation
-from appliance.authority import Authority
-from appliance.config import CAConfig
-from appliance.pki import InitRequest, init_pki
+from tests.acme_ca import acme_authority
 from tests.acme_dns import DNSServer
 from tests.api.test_acme import Client, csr_der, path, wait_for
 
@@ -36,22 +33,13 @@ def client(
     tmp_path_factory: pytest.TempPathFactory, dns_server: DNSServer
 ) -> Iterator[falcon.testing.TestClient]:
     base = tmp_path_factory.mktemp("acme-challenges") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
     before = validation.settings()
     validation.configure(validation.Settings(("127.0.0.1", dns_server.port)))
     try:
-        init_pki(InitRequest(base, "ACME", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))  # fmt: skip
-        cfg_path = base / "config" / "ca.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["authority"]["provisioners"].append({"type": "ACME", "name": "acme"})
-        cfg_path.write_text(json.dumps(cfg))
-        authority = Authority.open(CAConfig.load(cfg_path), password=b"ca-pw")
-        yield falcon.testing.TestClient(create_app(authority))
+        with acme_authority(base, {"type": "ACME", "name": "acme"}) as authority:
+            yield falcon.testing.TestClient(create_app(authority))
     finally:
         validation.configure(before)
-        mp.undo()
 
 
 def test_each_authorization_offers_what_step_ca_offers(client: falcon.testing.TestClient) -> None:

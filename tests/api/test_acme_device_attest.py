@@ -21,10 +21,8 @@ from jwcrypto import jwk, jws  # type: ignore[import-untyped]
 
 from api.app import create_app
 from appliance.acme.attestation import OID_PERMANENT_IDENTIFIER
-from appliance.authority import Authority
-from appliance.config import CAConfig
-from appliance.pki import InitRequest, init_pki
 from tests.acme_attest import AttestationCA, att_obj, payload
+from tests.acme_ca import acme_authority
 
 SERIAL = "12345678"
 ORIGIN = "https://127.0.0.1:9"
@@ -40,30 +38,17 @@ def attestation_ca() -> AttestationCA:
 def http(
     tmp_path_factory: pytest.TempPathFactory, attestation_ca: AttestationCA
 ) -> Iterator[falcon.testing.TestClient]:
-    base = tmp_path_factory.mktemp("acme-da") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(InitRequest(base, "DA", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))  # fmt: skip
-        path = base / "config" / "ca.json"
-        cfg = json.loads(path.read_text())
-        roots = base64.b64encode(attestation_ca.root_pem()).decode()
-        cfg["authority"]["provisioners"] += [
-            {
-                "type": "ACME",
-                "name": "acme-da",
-                "challenges": ["device-attest-01"],
-                "attestationFormats": ["step"],
-                "attestationRoots": roots,
-            },
-            {"type": "ACME", "name": "acme", "challenges": ["http-01"]},
-        ]
-        path.write_text(json.dumps(cfg))
-        authority = Authority.open(CAConfig.load(path), password=b"ca-pw")
-        yield falcon.testing.TestClient(create_app(authority))
-    finally:
-        mp.undo()
+    roots = base64.b64encode(attestation_ca.root_pem()).decode()
+    attested = {
+        "type": "ACME",
+        "name": "acme-da",
+        "challenges": ["device-attest-01"],
+        "attestationFormats": ["step"],
+        "attestationRoots": roots,
+    }
+    plain = {"type": "ACME", "name": "acme", "challenges": ["http-01"]}
+    with acme_authority(tmp_path_factory.mktemp("acme-da") / "step", attested, plain) as ca:
+        yield falcon.testing.TestClient(create_app(ca))
 
 
 class Client:

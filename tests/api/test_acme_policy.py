@@ -15,7 +15,7 @@ import pytest
 from api.app import create_app
 from appliance.authority import Authority
 from appliance.config import CAConfig, ConfigError
-from appliance.pki import InitRequest, init_pki
+from tests.acme_ca import acme_ca_json, steppath
 from tests.api.test_acme import Client, problem
 
 PROVISIONER_POLICY = {"x509": {"allow": {"dns": ["*.acme.test"]},
@@ -25,27 +25,14 @@ AUTHORITY_POLICY = {"x509": {"deny": {"dns": ["blocked.acme.test"]}}}
 
 @pytest.fixture(scope="module")
 def ca_json(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("acme-policy") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(InitRequest(base, "ACME", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))  # fmt: skip
-        path = base / "config" / "ca.json"
-        cfg = json.loads(path.read_text())
-        cfg["authority"]["policy"] = AUTHORITY_POLICY
-        cfg["authority"]["provisioners"].append(
-            {
-                "type": "ACME",
-                "name": "acme",
-                "challenges": ["http-01", "dns-01"],
-                "policy": PROVISIONER_POLICY,
-            }
-        )
-        path.write_text(json.dumps(cfg))
-        yield path
-    finally:
-        mp.undo()
+    acme = {
+        "type": "ACME",
+        "name": "acme",
+        "challenges": ["http-01", "dns-01"],
+        "policy": PROVISIONER_POLICY,
+    }
+    with steppath(tmp_path_factory.mktemp("acme-policy") / "step") as base:
+        yield acme_ca_json(base, acme, policy=AUTHORITY_POLICY)
 
 
 @pytest.fixture(scope="module")

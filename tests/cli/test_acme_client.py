@@ -4,7 +4,6 @@ standalone server on 127.0.0.1; and the rules step applies before it asks anythi
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,13 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.app import create_app
 from appliance.authority import Authority
-from appliance.config import CAConfig
-from appliance.pki import InitRequest, init_pki
 from cli.ca import acme_client
 from cli.ca.acme_client import ACMEClient, ACMEError, describe
 from cli.ca.acme_flow import authorize, finalize, make_csr, order_names, order_window
 from cli.ca.acme_http01 import Standalone, Webroot, challenge_mode, parse_listen
 from cli.common import CLIError
+from tests.acme_ca import acme_authority
 from tests.e2e.harness import free_port
 
 NAME = "client.acme.test"
@@ -37,26 +35,14 @@ def http01_port() -> int:
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory: pytest.TempPathFactory, http01_port: int) -> Iterator[Authority]:
-    base = tmp_path_factory.mktemp("acme-client") / "step"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STEPPATH", str(base))
-    try:
-        init_pki(InitRequest(base, "ACME", ["127.0.0.1"], "127.0.0.1:9", "admin",
-                             b"ca-pw", b"prov-pw"))  # fmt: skip
-        path = base / "config" / "ca.json"
-        cfg = json.loads(path.read_text())
-        cfg["authority"]["provisioners"].append(
-            {
-                "type": "ACME",
-                "name": "acme",
-                "challenges": ["http-01"],
-                "stepstone": {"httpPort": http01_port, "hosts": {NAME: "127.0.0.1"}},
-            }
-        )
-        path.write_text(json.dumps(cfg))
-        yield Authority.open(CAConfig.load(path), password=b"ca-pw")
-    finally:
-        mp.undo()
+    acme = {
+        "type": "ACME",
+        "name": "acme",
+        "challenges": ["http-01"],
+        "stepstone": {"httpPort": http01_port, "hosts": {NAME: "127.0.0.1"}},
+    }
+    with acme_authority(tmp_path_factory.mktemp("acme-client") / "step", acme) as authority:
+        yield authority
 
 
 @pytest.fixture
