@@ -129,6 +129,12 @@ _RequireEAB = Annotated[
     bool | None,
     typer.Option("--require-eab/--no-require-eab", help="ACME: require external account binding."),
 ]
+_AttestationRoots = Annotated[
+    Path | None,
+    typer.Option(
+        "--attestation-roots", help="ACME device-attest-01: the PEM bundle of roots to trust."
+    ),
+]
 _CaConfig = Annotated[Path | None, typer.Option("--ca-config", help=CA_CONFIG_HELP)]
 
 
@@ -160,6 +166,13 @@ def add_command(
     challenge: list[str] = typer.Option(
         [], "--challenge", help="ACME: a challenge to offer (repeatable; default: all)."
     ),
+    attestation_format: list[str] = typer.Option(
+        [],
+        "--attestation-format",
+        help="ACME device-attest-01: a format to accept (apple, "
+        "step, tpm, android-key; repeatable; default: all).",
+    ),
+    attestation_roots: _AttestationRoots = None,
     client_id: _ClientId = None,
     client_secret: _ClientSecret = None,
     configuration_endpoint: _ConfigurationEndpoint = None,
@@ -206,6 +219,9 @@ def add_command(
 
       $ step ca provisioner add acme --type ACME --challenge http-01 --force-cn
 
+      $ step ca provisioner add acme-da --type ACME --challenge device-attest-01 \\
+          --attestation-format step --attestation-roots yubico-roots.pem
+
       $ step ca provisioner add Google --type OIDC --client-id ID --client-secret SECRET \\
           --configuration-endpoint https://accounts.google.com/.well-known/openid-configuration
 
@@ -241,6 +257,13 @@ def update_command(
     remove_challenge: list[str] = typer.Option(
         [], "--remove-challenge", help="ACME: stop offering a challenge."
     ),
+    attestation_format: list[str] = typer.Option(
+        [], "--attestation-format", help="ACME: accept an attestation format."
+    ),
+    remove_attestation_format: list[str] = typer.Option(
+        [], "--remove-attestation-format", help="ACME: stop accepting an attestation format."
+    ),
+    attestation_roots: _AttestationRoots = None,
     client_id: _ClientId = None,
     client_secret: _ClientSecret = None,
     configuration_endpoint: _ConfigurationEndpoint = None,

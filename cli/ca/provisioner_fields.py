@@ -14,13 +14,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.config_edit import check_listen_address, check_url
 from cli.ca.provisioner_flags import (
     ACME_CHALLENGES,
+    ATTESTATION_FORMATS,
     SUPPORTED_TYPES,
     Flags,
     check_flags,
     flag_name,
     parse_kind,
 )
-from cli.ca.provisioner_keys import new_password, read_private_key, read_public_jwk, read_x5c_roots
+from cli.ca.provisioner_keys import (
+    new_password,
+    read_attestation_roots,
+    read_private_key,
+    read_public_jwk,
+    read_x5c_roots,
+)
 from cli.common import CLIError
 from pki.durations import parse_duration
 from pki.jose import private_jwk, public_jwk
@@ -201,16 +208,26 @@ def _apply_acme(prov: dict[str, Any], flags: Flags, creating: bool) -> None:
     """step's ACME fields: forceCN and requireEAB written only when true (omitempty in
     step-ca), challenges lower-cased and de-duplicated (none: step-ca offers its default)."""
     lists: dict[str, list[str]] = {}
-    for attr in ("challenge", "remove_challenge"):
+    for attr, allowed in (
+        ("challenge", ACME_CHALLENGES), ("remove_challenge", ACME_CHALLENGES),
+        ("attestation_format", ATTESTATION_FORMATS),
+        ("remove_attestation_format", ATTESTATION_FORMATS),
+    ):  # fmt: skip
         lists[attr] = []
         for value in getattr(flags, attr):
-            if value.lower() not in ACME_CHALLENGES:
+            if value.lower() not in allowed:
+                options = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
                 raise CLIError(
-                    f"invalid value '{value}' for flag '{flag_name(attr)}': options are "
-                    "http-01, dns-01, tls-alpn-01 and device-attest-01"
+                    f"invalid value '{value}' for flag '{flag_name(attr)}': options are {options}"
                 )
             lists[attr].append(value.lower())
     _merge(prov, "challenges", lists["challenge"], lists["remove_challenge"])
+    _merge(
+        prov, "attestationFormats", lists["attestation_format"],
+        lists["remove_attestation_format"],
+    )  # fmt: skip
+    if flags.attestation_roots is not None:
+        prov["attestationRoots"] = read_attestation_roots(flags.attestation_roots)
     for attr, key in (("force_cn", "forceCN"), ("require_eab", "requireEAB")):
         value = getattr(flags, attr)
         if value:

@@ -16,6 +16,8 @@ SUPPORTED_TYPES.update(GCP="GCP", AZURE="Azure")
 STEP_ONLY_TYPES = {"SSHPOP", "SCEP", "K8SSA", "NEBULA"}
 #: What step accepts for `--challenge` (this build validates the ones appliance.acme knows).
 ACME_CHALLENGES = ("http-01", "dns-01", "tls-alpn-01", "device-attest-01")
+#: What step accepts for `--attestation-format` (this build checks "step").
+ATTESTATION_FORMATS = ("apple", "step", "tpm", "android-key")
 
 
 @dataclass
@@ -66,6 +68,9 @@ class Flags:
     require_eab: bool | None = None
     challenge: list[str] = field(default_factory=list)
     remove_challenge: list[str] = field(default_factory=list)
+    attestation_format: list[str] = field(default_factory=list)
+    remove_attestation_format: list[str] = field(default_factory=list)
+    attestation_roots: Path | None = None
 
     def given(self, name: str) -> bool:
         value = getattr(self, name)
@@ -80,7 +85,10 @@ _IID = {"instance_age", "disable_custom_sans", "disable_trust_on_first_use"}
 _TYPE_FLAGS: dict[str, set[str]] = {
     "JWK": {"create", "public_key", "private_key"},
     "X5C": {"x5c_roots"},
-    "ACME": {"force_cn", "require_eab", "challenge", "remove_challenge"},
+    "ACME": {
+        "force_cn", "require_eab", "challenge", "remove_challenge", "attestation_format",
+        "remove_attestation_format", "attestation_roots",
+    },
     "OIDC": _OIDC,
     "AWS": {"aws_account", "remove_aws_account", "iid_roots"} | _IID,
     "GCP": {

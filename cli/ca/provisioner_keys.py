@@ -161,6 +161,15 @@ def read_private_key(path: Path, public: dict[str, Any], password_file: Path | N
     return encrypt_jwk(private, new_password(password_file))
 
 
+def read_attestation_roots(path: Path) -> str:
+    """ACME's `attestationRoots` value: the certificates of a PEM (or DER) file, as X5C's."""
+    try:
+        certs = parse_certificates(_read(path))
+    except ValueError:
+        raise CLIError(f"error loading attestation root certificates from {path}") from None
+    return encode_roots(b"".join(cert.public_bytes(Encoding.PEM) for cert in certs))
+
+
 def read_x5c_roots(path: Path) -> str:
     """The `roots` value: the certificates of a PEM (or DER) file, each able to sign."""
     data = _read(path)

@@ -739,3 +739,28 @@ def test_validate_reports_provisioners_that_will_start_disabled(ca_json: Path) -
     raw["authority"]["provisioners"].append({"type": "SCEP", "name": "scep"})
     warnings = validate(raw, ca_json)
     assert len(warnings) == 1 and "scep" in warnings[0]
+
+
+def test_acme_device_attestation_flags(ca_json: Path, tmp_path: Path) -> None:
+    """`--attestation-format` and `--attestation-roots` (a PEM bundle, written base64 as
+    step-ca reads `attestationRoots`); the CA loads what was written."""
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes((ca_json.parent.parent / "certs" / "root_ca.crt").read_bytes())
+    ok(step(["add", "da", "--type", "ACME", "--challenge", "device-attest-01",
+             "--attestation-format", "STEP", "--attestation-format", "tpm",
+             "--attestation-roots", roots], ca_json))  # fmt: skip
+    prov = provisioners(ca_json)["da"]
+    assert prov["attestationFormats"] == ["step", "tpm"]
+    assert base64.b64decode(prov["attestationRoots"]) == roots.read_bytes()
+    cfg = CAConfig.load(ca_json)
+    assert ProvisionerRegistry(cfg.provisioners, cfg.claims).by_name("da") is not None
+    ok(step(["update", "da", "--remove-attestation-format", "tpm"], ca_json))
+    assert provisioners(ca_json)["da"]["attestationFormats"] == ["step"]
+    refused(
+        step(["update", "da", "--attestation-format", "sgx"], ca_json),
+        "invalid value 'sgx' for flag '--attestation-format': options are apple, step, tpm "
+        "and android-key",
+    )
+    refused(
+        step(["update", "da", "--attestation-roots", tmp_path / "missing.pem"], ca_json), "missing"
+    )
