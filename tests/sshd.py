@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -31,6 +29,8 @@ from cryptography.hazmat.primitives.serialization import (
     SSHCertificateType,
 )
 
+from tests.tools import required
+
 SSHD_BIN = "/usr/sbin/sshd"
 HOST = "127.0.0.1"
 TIMEOUT = 60.0
@@ -38,10 +38,9 @@ USER = getpass.getuser()
 
 
 def require_openssh() -> None:
-    """Skip when OpenSSH is not installed (`make system-deps` installs it)."""
+    """Fail when OpenSSH is not installed (`make system-deps` installs it)."""
     for tool in (SSHD_BIN, "ssh", "ssh-agent", "ssh-add", "ssh-keygen"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (run 'make system-deps')")
+        required(tool)
 
 
 def free_port() -> int:

@@ -34,9 +34,10 @@ from appliance.authority import Authority
 from appliance.config import CAConfig
 from appliance.pki import InitRequest, init_pki
 from tests.appliance.conftest import TokenMaker
+from tests.tools import required
 
 PASSWORD, PROV_PASSWORD = b"ca-pw", b"prov-pw"
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+required("ssh-keygen")
 
 
 def open_authority(base: Path, edit: Any = None) -> Authority:

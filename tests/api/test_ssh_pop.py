@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,8 +31,9 @@ from tests.api.test_ssh import (
     wire,
 )
 from tests.appliance.conftest import TokenMaker
+from tests.tools import required
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+required("ssh-keygen")
 AUD = "https://ca.test:9000/1.0/{path}#sshpop/sshpop"
 
 

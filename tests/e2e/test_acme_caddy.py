@@ -10,7 +10,6 @@ OCSP stapling and trust-store installation are off; HOME and XDG folders are the
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -24,11 +23,11 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.harness import CA, HOST, CAFactory, free_port
+from tests.tools import required
 
-CADDY = shutil.which("caddy")
+CADDY = required("caddy")
 NAME = "acme.caddy.test"
 WAIT = 180.0  # generous: Caddy retries with backoff, and the machine may be busy
-pytestmark = pytest.mark.skipif(CADDY is None, reason="caddy is not installed")
 
 
 def _caddyfile(ca: CA, storage: Path, http_port: int, https_port: int) -> str:

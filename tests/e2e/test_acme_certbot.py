@@ -13,7 +13,6 @@ import base64
 import http.server
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import threading
@@ -25,10 +24,10 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.harness import CA, HOST, PROVISIONER, CAFactory, free_port, run_step
+from tests.tools import required
 
-CERTBOT = shutil.which("certbot")
+CERTBOT = required("certbot")
 NAME = "acme.stepstone.test"
-pytestmark = pytest.mark.skipif(CERTBOT is None, reason="certbot is not installed")
 
 
 class Certbot:

@@ -17,12 +17,11 @@ from cryptography import x509
 
 from tests.acme_dns import DNSServer, cleanup_script, hook_script
 from tests.e2e.harness import CA, CAFactory
-from tests.e2e.test_acme_certbot import CERTBOT, Certbot
+from tests.e2e.test_acme_certbot import Certbot
 
 WILD = "*.wild.stepstone.test"
 BASE = "wild.stepstone.test"
 RECORD = "_acme-challenge." + BASE
-pytestmark = pytest.mark.skipif(CERTBOT is None, reason="certbot is not installed")
 
 
 @pytest.fixture(scope="module")

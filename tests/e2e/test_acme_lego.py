@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,10 @@ from cryptography import x509
 from tests.acme_dns import DNSServer
 from tests.acme_tlsalpn import ChallengeServer, challenge_certificate
 from tests.e2e.harness import CA, HOST, OPENSSL, CAFactory, free_port
+from tests.tools import required
 
-LEGO = shutil.which("lego")
+LEGO = required("lego")
 NAME = "lego.stepstone.test"
-pytestmark = pytest.mark.skipif(LEGO is None, reason="lego is not installed")
 
 
 @pytest.fixture(scope="module")

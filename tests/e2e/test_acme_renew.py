@@ -8,7 +8,6 @@ with the certificate and certbot's key, unless the ACME provisioner's claims dis
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from cryptography import x509
 
 from provisioners.extension import ProvisionerExtension, ProvisionerType
 from tests.e2e.harness import CA, HOST, CAFactory, free_port, load_chain, run_step
+from tests.tools import required
 
-CERTBOT = shutil.which("certbot")
+CERTBOT = required("certbot")
 NAME = "renew.acme.test"
-pytestmark = pytest.mark.skipif(CERTBOT is None, reason="certbot is not installed")
 
 
 def _provisioners(port: int) -> Any:

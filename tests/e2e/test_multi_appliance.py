@@ -45,6 +45,7 @@ from tests.e2e.harness import (
 )
 from tests.e2e.tokens import TokenMaker
 from tests.postgres import _bin, postgres_server
+from tests.tools import missing
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def pg_server() -> Iterator[str]:
     try:
         _bin("initdb")
     except RuntimeError as exc:
-        pytest.skip(str(exc))
+        missing(str(exc))
     with postgres_server() as url:
         yield url
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,8 +35,9 @@ from tests.e2e.harness import (
     run_step,
 )
 from tests.e2e.tokens import TokenMaker
+from tests.tools import required
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+required("ssh-keygen")
 
 
 @pytest.fixture(scope="module")

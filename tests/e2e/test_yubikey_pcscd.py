@@ -43,13 +43,15 @@ from tests.e2e.harness import (
 )
 from tests.e2e.tokens import TokenMaker
 from tests.pcscd import PrivatePcscd, private_pcscd, unavailable_reason
+from tests.tools import missing
 
 ROOT_SERIAL, INTERMEDIATE_SERIAL = 11111111, 22222222
 REQUESTS, CLIENTS = 200, 16
 YKMAN = str(Path(sys.executable).with_name("ykman"))
 
 _reason = unavailable_reason()
-pytestmark = pytest.mark.skipif(_reason is not None, reason=f"no private pcscd: {_reason}")
+if _reason is not None:
+    missing(f"no private pcscd: {_reason}")
 
 
 @pytest.fixture
