@@ -175,7 +175,7 @@ def http01(url: str, host: str, expected: str) -> tuple[Problem | None, bool]:
             if status not in _REDIRECTS or not location:
                 break
             url = urljoin(url, location)
-            refused = _redirect_problem(url, first_port)
+            refused = redirect_refusal(url, first_port)
             if refused:
                 return _problem("connection", refused), False
             host = urlsplit(url).netloc
@@ -243,7 +243,7 @@ def _cut(sock: socket.socket, cut: threading.Event) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _redirect_problem(url: str, first_port: int | None) -> str | None:
+def redirect_refusal(url: str, first_port: int | None) -> str | None:
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)

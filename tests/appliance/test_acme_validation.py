@@ -153,7 +153,6 @@ class _Redirect(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         targets = {
             "/.well-known/acme-challenge/tok": "/moved",
-            "/to-metadata": "http://169.254.169.254/latest/meta-data/",
             "/to-other-port": "http://127.0.0.1:1/x",
             "/to-ftp": "ftp://127.0.0.1/x",
             "/loop": "/loop",
@@ -223,7 +222,6 @@ def test_http01_follows_a_redirect_and_reads_a_bounded_body(redirecting: str) ->
 @pytest.mark.parametrize(
     ("path", "why"),
     [
-        ("/to-metadata", "that address is not followed"),
         ("/to-other-port", "only ports 80 and 443 are followed"),
         ("/to-ftp", "unsupported URL"),
         ("/loop", "too many redirects"),
@@ -233,6 +231,19 @@ def test_http01_redirects_it_does_not_follow(redirecting: str, path: str, why: s
     problem, again = validation.http01(redirecting + path, NAME, KEY_AUTH)
     assert problem is not None and problem["type"] == PREFIX + "connection"
     assert why in problem["detail"] and again is False
+
+
+@pytest.mark.parametrize(
+    "target",
+    # Checked without following: no test sends traffic to these.
+    ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x", "http://224.0.0.1/x",
+     "http://0.0.0.0/x"],
+)  # fmt: skip
+def test_redirects_to_link_local_multicast_or_unspecified_are_refused(target: str) -> None:
+    assert validation.redirect_refusal(target, 8080) == (
+        f"redirect to {target}: that address is not followed"
+    )
+    assert validation.redirect_refusal("http://web.test/x", 8080) is None
 
 
 def test_http01_gives_up_on_a_slow_answer_at_its_deadline(
