@@ -245,7 +245,7 @@ class Connection(asyncio.Protocol):
         self._disarm()
         self.busy = True
         self.buffered = 0
-        self.worker.app_threads.submit(self, self._environ(self.request, bytes(self.body)))
+        self.worker.dispatch(self, self._environ(self.request, bytes(self.body)))
 
     def respond(self, outcome: Response | BaseException) -> None:
         """In the loop, once the app is done: answer, then serve the next request."""

@@ -27,6 +27,7 @@ from gunicorn.arbiter import Arbiter
 
 from api.app import create_app
 from api.connection import Limits
+from api.inline import InlineRoutes
 from api.metrics import MetricsListener, keep_in_memory
 from api.notify import Notifier
 from api.tls import ServerTLS
@@ -152,9 +153,9 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
             # Our asyncio front (api/worker.py): handshakes and request reading never hold
             # the threads that sign, so slow or stalled clients cannot starve issuance.
             "worker_class": "api.worker.FrontWorker",
-            # App threads per worker (measured, README "Benchmarks"): 4 keep a worker's
-            # requests in flight while one waits on a commit, an HSM or PostgreSQL, and
-            # let them share a commit; with 1 they are served one at a time.
+            # App threads per worker, for the routes that do not sign and for signing
+            # requests that would block the loop (api/inline.py): 4 keep a worker's
+            # requests in flight while one waits on a commit, an HSM or PostgreSQL.
             "threads": 4,
             "certfile": str(self.tls.path),
             "keyfile": str(self.tls.path),
@@ -180,6 +181,10 @@ class ApplianceServer(BaseApplication):  # type: ignore[misc]
     def tls_session_context(self) -> ssl.SSLContext:
         """For the worker (api/worker.py): the context its TLS handshakes start on."""
         return self.tls.session_context()
+
+    def inline_routes(self) -> InlineRoutes:
+        """For the worker: the requests its event loop may run itself (api/inline.py)."""
+        return InlineRoutes(self.authority)
 
     def _serving(self) -> str:
         metrics = f", metrics on http://{self.metrics.address}/metrics" if self.metrics else ""

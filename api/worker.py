@@ -29,6 +29,7 @@ from typing import Any
 from gunicorn.workers.base import Worker
 
 from api.connection import Connection, Limits
+from api.inline import InlineRequests, InlineRoutes
 from api.wsgi import DateHeader, call_app
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ class FrontWorker(Worker):  # type: ignore[misc]
 
     loop: asyncio.AbstractEventLoop
     app_threads: AppThreads
+    dispatch: Callable[[Connection, dict[str, Any]], None]
+    """Where a whole request goes: the app threads, or the loop itself (api/inline.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,6 +162,12 @@ class FrontWorker(Worker):  # type: ignore[misc]
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.app_threads = AppThreads(self.loop, self.wsgi, self.cfg.threads)
+        self.dispatch = self.app_threads.submit
+        routes = getattr(self.app, "inline_routes", None)
+        if callable(routes) and isinstance(inline := routes(), InlineRoutes) and inline.enabled:
+            self.dispatch = InlineRequests(
+                self.loop, self.wsgi, self.app_threads, inline, self.connections
+            ).submit
         try:
             self.loop.run_until_complete(self._serve())
         finally:

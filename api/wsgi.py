@@ -26,7 +26,12 @@ Response = tuple[str, Headers, bytes]
 # Framing is ours: the app's own framing and hop-by-hop headers are dropped and replaced.
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
 _NO_BODY = (204, 304)
-_REASONS = {400: "Bad Request", 413: "Payload Too Large", 431: "Request Header Fields Too Large"}
+_REASONS = {
+    400: "Bad Request",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 def json_error(status: int, message: str) -> Response:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pki.blocking import may_block
 from pki.jose import JOSEError, PublicKey, default_alg, key_from_jwk
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def fetch_json(
     MAX_BYTES or a body that is not JSON.
     """
     check_url(url, what)
+    may_block(f"fetching {what} {url}")  # not on the worker's event loop: see pki/blocking.py
     try:
         with (
             httpx.Client(
@@ -259,21 +261,29 @@ class JWKSCache:
         refresh interval; after a failed fetch nothing is fetched for one interval and the
         keys we had keep working.
         """
-        with self._lock:
-            now = self._clock()
-            reloaded = False
-            if (not self._loaded or now >= self._expires_at) and now >= self._retry_after:
-                reloaded = self._try_reload("cache expired")
-            found = self._match(kid)
-            if found or kid is None or reloaded or now < self._retry_after:
-                return found
-            if self._last_kid_refresh is not None and (
-                now - self._last_kid_refresh < self._refresh_interval
-            ):
-                return found
-            self._last_kid_refresh = now
-            self._try_reload(f"unknown kid {kid!r}")
-            return self._match(kid)
+        if not self._lock.acquire(blocking=False):  # another thread is fetching
+            may_block(f"waiting for JWKS {self.url}")
+            self._lock.acquire()
+        try:
+            return self._get(kid)
+        finally:
+            self._lock.release()
+
+    def _get(self, kid: str | None) -> list[JWK]:
+        now = self._clock()
+        reloaded = False
+        if (not self._loaded or now >= self._expires_at) and now >= self._retry_after:
+            reloaded = self._try_reload("cache expired")
+        found = self._match(kid)
+        if found or kid is None or reloaded or now < self._retry_after:
+            return found
+        if self._last_kid_refresh is not None and (
+            now - self._last_kid_refresh < self._refresh_interval
+        ):
+            return found
+        self._last_kid_refresh = now
+        self._try_reload(f"unknown kid {kid!r}")
+        return self._match(kid)
 
     @property
     def keys(self) -> list[JWK]:

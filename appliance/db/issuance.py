@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -63,6 +64,56 @@ class _Request:
     audit: AuditEvent | None = None
 
 
+class DeferredCommit:
+    """A batch of issuances on one thread that commit together when the batch ends.
+
+    For the worker's event loop (api/worker.py), which runs the signing requests that are
+    ready at once, one after the other, and answers them only after `close`: the first
+    issuance takes the writer lock and begins the transaction, each runs under its own
+    savepoint, and `close` commits. `error` is then set if the batch's transaction failed:
+    no certificate of the batch was stored, so none may be handed out.
+    """
+
+    def __init__(self, issuance: Issuance | None) -> None:
+        self._issuance = issuance
+        self._stack: ExitStack | None = None
+        self.tx: RawTransaction | None = None
+        self.error: BaseException | None = None
+
+    def begin(self) -> RawTransaction:
+        """The batch's transaction, begun (under the writer lock) by its first issuance."""
+        if self.error is not None:  # an earlier statement broke the transaction
+            raise unavailable("database unavailable: the batch's transaction failed")
+        if self.tx is None:
+            assert self._issuance is not None
+            with ExitStack() as stack:
+                if self._issuance._writer_lock is not None:
+                    stack.enter_context(self._issuance._writer_lock.held())
+                self.tx = stack.enter_context(self._issuance._transaction())
+                self._stack = stack.pop_all()
+        return self.tx
+
+    def fail(self, error: BaseException) -> None:
+        """Roll the whole batch back (its transaction cannot go on)."""
+        self.error = error
+        self._end(error)
+
+    def close(self) -> None:
+        """Commit what the batch wrote; on failure `error` says why."""
+        try:
+            self._end(None)
+        except BaseException as exc:
+            self.error = exc
+
+    def _end(self, error: BaseException | None) -> None:
+        stack, self._stack, self.tx = self._stack, None, None
+        if stack is not None:
+            if error is None:
+                stack.close()
+            else:
+                stack.__exit__(type(error), error, error.__traceback__)
+
+
 class Issuance:
     """`issue` for one engine; group commit on SQLite unless told otherwise."""
 
@@ -81,6 +132,7 @@ class Issuance:
         # SQLite: the issuance transactions of all processes take turns on a fair lock.
         self._writer_lock = WriterLock.for_engine(engine)
         self._group: GroupCommit[_Request, x509.Certificate] | None = None
+        self._deferred = threading.local()  # .batch: this thread's DeferredCommit, if any
         if group_commit:
             self._group = GroupCommit(self._run_batch)
             reset = weakref.WeakMethod(self._group.after_fork)
@@ -88,7 +140,27 @@ class Issuance:
 
     def expecting(self) -> AbstractContextManager[None]:
         """See `Repository.expecting`."""
-        return self._group.expecting() if self._group is not None else nullcontext()
+        if self._group is None or getattr(self._deferred, "batch", None) is not None:
+            return nullcontext()
+        return self._group.expecting()
+
+    @contextmanager
+    def deferred(self) -> Iterator[DeferredCommit]:
+        """See `Repository.deferred`. Only with group commit (SQLite): elsewhere each
+        issuance commits alone, as writers there do not exclude each other."""
+        if self._group is None:
+            yield DeferredCommit(None)
+            return
+        batch = DeferredCommit(self)
+        self._deferred.batch = batch
+        try:
+            yield batch
+        except BaseException as exc:
+            batch.fail(exc)
+            raise
+        finally:
+            self._deferred.batch = None
+        batch.close()
 
     def issue(
         self,
@@ -99,11 +171,34 @@ class Issuance:
     ) -> x509.Certificate:
         """See `Repository.issue`. Raises TokenAlreadyUsed for a replay."""
         request = _Request(token, provisioner, build, audit)
+        batch: DeferredCommit | None = getattr(self._deferred, "batch", None)
+        if batch is not None:
+            return self._issue_deferred(batch, request)
         if self._group is not None:
             return self._group.submit(request)
         job: Job[x509.Certificate] = Job()
         self._run_batch([request], [job])
         return job.outcome()
+
+    def _issue_deferred(self, batch: DeferredCommit, request: _Request) -> x509.Certificate:
+        """One issuance of a deferred batch: under its savepoint in the batch's transaction,
+        undone alone if it fails; a database failure fails the whole batch."""
+        tx = batch.begin()
+        try:
+            tx.savepoint()
+            cert = self._issue_one(tx, request, datetime.now(UTC))
+            tx.release_savepoint()
+            return cert
+        except OperationalError as exc:
+            batch.fail(exc)
+            raise unavailable(f"database unavailable: {exc.orig}") from None
+        except BaseException:
+            try:
+                tx.rollback_to_savepoint()
+            except BaseException as exc:
+                batch.fail(exc)
+                raise unavailable("database unavailable: rolling back failed") from None
+            raise
 
     def _run_batch(self, requests: list[_Request], jobs: list[Job[x509.Certificate]]) -> None:
         if self._writer_lock is None:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from appliance.db.audit import AuditEvent
 from appliance.db.audit import append as append_audit
 from appliance.db.issuance import SERIAL_ATTEMPTS as SERIAL_ATTEMPTS
-from appliance.db.issuance import Issuance, TokenAlreadyUsed
+from appliance.db.issuance import DeferredCommit, Issuance, TokenAlreadyUsed
 from appliance.db.issuance import UsedToken as UsedToken
 from appliance.db.models import crls, revoked_x509_certs, used_tokens, x509_certs
 from appliance.metrics import TOKEN_REPLAYS
@@ -111,6 +111,13 @@ class Repository:
         so the two share one durable commit (appliance/db/groupcommit.py). A no-op without
         group commit."""
         return self._issuance.expecting()
+
+    def deferred(self) -> AbstractContextManager[DeferredCommit]:
+        """Around requests run one after the other on one thread (the worker's event loop)
+        that are answered only once it ends: their issuances share one transaction, committed
+        at the end; the batch's `error` is set if that failed, and then none of them was
+        stored. On PostgreSQL each issuance commits by itself and the batch is empty."""
+        return self._issuance.deferred()
 
     def issue(
         self,

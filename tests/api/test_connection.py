@@ -78,6 +78,7 @@ class _Worker:
         self.limits = limits
         self.connections: set[Connection] = set()
         self.app_threads = AppThreads(loop, _app, 2)
+        self.dispatch = self.app_threads.submit
         self.date = DateHeader()
         self.log = logging.getLogger("test.connection")
 

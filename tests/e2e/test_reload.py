@@ -43,7 +43,7 @@ def test_sighup_reloads_configuration_without_dropping_requests(ca_factory: CAFa
                     if resp.status_code != 200:
                         errors.append(str(resp.status_code))
                 except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
+                    errors.append(f"{time.time():.4f} {exc!r}")
 
     thread = threading.Thread(target=hammer)
     thread.start()
