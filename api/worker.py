@@ -186,8 +186,17 @@ class FrontWorker(Worker):  # type: ignore[misc]
     def _graceful(self) -> None:
         """SIGTERM: stop accepting now; _shutdown lets the open connections finish."""
         self.alive = False
+        self._stop_accepting()
+
+    def _stop_accepting(self) -> None:
+        """Take no more connections, but leave the servers open until those just accepted
+        have their protocols: asyncio accepts in one turn of the loop and makes the
+        transport in the next, which then attaches to its server, and a server closed in
+        between (Server._attach asserts it is open) drops that connection unanswered, a
+        reset for the client during a reload."""
         for server in self.servers:
-            server.close()
+            for sock in server.sockets:
+                self.loop.remove_reader(sock.fileno())
 
     def _quick(self) -> None:
         self.alive = False
@@ -238,11 +247,12 @@ class FrontWorker(Worker):  # type: ignore[misc]
         """Stop accepting; serve what is in flight, and a request arriving on an idle
         keep-alive connection (with `Connection: close`), until each connection ends by
         itself or by its timer, or graceful_timeout runs out."""
+        self._stop_accepting()
+        # A connection accepted just before is handed to its protocol by a task of the loop:
+        # let those run, or the sets below look empty and it is reset unserved.
+        await asyncio.sleep(0.05)
         for server in self.servers:
             server.close()
-        # A connection accepted just before the close is handed to its protocol by a task of
-        # the loop: let those run, or the sets below look empty and it is reset unserved.
-        await asyncio.sleep(0.05)
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while (self.connections or self.open_transports) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
