@@ -8,7 +8,8 @@ each over one keep-alive HTTPS connection. Measured per scenario:
 - requests/s and client-side latency percentiles (p50, p90, p99);
 - the server's CPU per certificate, user and system, summed over the gunicorn master and its
   workers (read from /proc before and after the load), and the part of it spent in the
-  workers' event-loop threads (TLS, HTTP framing, handing requests to the app threads);
+  workers' event-loop threads (TLS, HTTP framing, handing requests to the app threads; all
+  of it where the loop signs itself, with a file key and SQLite: api/inline.py);
 - the peak RSS of each worker (VmHWM);
 - the clients' own CPU per request, and how busy the machine was (server + clients, as a
   share of all its cores over the run).
@@ -95,7 +96,8 @@ class Result:
     user_ms_per_cert: float
     system_ms_per_cert: float
     front_ms_per_cert: float
-    """Of the CPU, the workers' event-loop threads: TLS, HTTP, handing requests to the app."""
+    """Of the CPU, the workers' event-loop threads: TLS, HTTP, handing requests to the app;
+    all of a certificate's work where the loop signs itself (a file key with SQLite)."""
     worker_peak_rss_mb: float
     client_cpu_ms_per_cert: float
     machine_busy: float
@@ -461,7 +463,8 @@ def table(results: list[Result]) -> str:
     rows.append(
         f"({results[0].requests} signs per scenario, {results[0].clients} client processes, "
         "latencies in ms, CPU per certificate over master + workers, ratio = req/s / first row,\n"
-        " front = the part of it in the workers' event loops (TLS, HTTP), client = the clients' "
+        " front = the part of it in the workers' event loops (TLS, HTTP; all of it where the loop"
+        " signs), client = the clients' "
         "CPU ms per request on the same cores, busy = share of the machine's cores in use)"
     )
     return "\n".join(rows)

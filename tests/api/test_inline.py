@@ -9,12 +9,13 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from api.errors import status_message
-from api.inline import INLINE_PATHS, InlineRequests
+from api.inline import INLINE_PATHS, InlineRequests, InlineRoutes
 from api.worker import AppThreads
 from api.wsgi import Response
 from appliance.db.issuance import DeferredCommit
@@ -162,3 +163,21 @@ def test_may_block_returns_at_once_off_the_loop_thread(two: _Loop) -> None:
 def test_the_signing_routes_are_the_inline_ones() -> None:
     assert {"/1.0/sign", "/sign", "/1.0/renew", "/renew", "/1.0/rekey", "/rekey"} <= INLINE_PATHS
     assert "/1.0/revoke" not in INLINE_PATHS and "/ssh/sign" not in INLINE_PATHS
+
+
+@pytest.mark.parametrize(
+    ("hardware", "database", "inline"),
+    [(False, "sqlite", True), (True, "sqlite", False), (False, "postgresql", False)],
+)
+def test_only_a_file_key_with_sqlite_signs_on_the_loop(
+    hardware: bool, database: str, inline: bool
+) -> None:
+    authority = SimpleNamespace(
+        issuer_signer=SimpleNamespace(hardware=hardware),
+        repository=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name=database))),
+    )
+    routes = InlineRoutes(authority)  # type: ignore[arg-type]
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/1.0/sign"}
+    assert routes.enabled is inline
+    assert routes.accepts(environ) is inline
+    assert not routes.accepts({**environ, "REQUEST_METHOD": "GET"})

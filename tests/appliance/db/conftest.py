@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, Table, func, select
 
 from appliance.db.engine import migrate, open_engine
+from appliance.db.rawtx import RawTransaction
 from appliance.db.repository import Repository, UsedToken
 from tests.postgres import postgres_server
 
@@ -90,3 +91,17 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per commit of the hot path."""
+    done: list[int] = []
+    real = RawTransaction._commit
+
+    def counting(tx: RawTransaction) -> None:
+        real(tx)
+        done.append(1)
+
+    monkeypatch.setattr(RawTransaction, "_commit", counting)
+    return done

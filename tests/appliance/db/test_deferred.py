@@ -20,19 +20,6 @@ from pki.errors import CAError, ErrorKind
 from tests.appliance.db.conftest import Builder, count, make_token
 
 
-@pytest.fixture
-def commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    done: list[int] = []
-    real = RawTransaction._commit
-
-    def counting(tx: RawTransaction) -> None:
-        real(tx)
-        done.append(1)
-
-    monkeypatch.setattr(RawTransaction, "_commit", counting)
-    return done
-
-
 def test_a_batch_commits_once_and_spares_the_others_of_a_failure(
     engine: Engine, commits: list[int]
 ) -> None:

@@ -181,20 +181,6 @@ class Batches:
             t.join(30)
 
 
-@pytest.fixture
-def commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """One entry per commit of the hot path."""
-    done: list[int] = []
-    real = RawTransaction._commit
-
-    def counting(tx: RawTransaction) -> None:
-        real(tx)
-        done.append(1)
-
-    monkeypatch.setattr(RawTransaction, "_commit", counting)
-    return done
-
-
 def test_queued_issuances_share_one_commit(engine: Engine, commits: list[int]) -> None:
     repo = Repository(engine, group_commit=True)
     batches = Batches(repo)
