@@ -185,6 +185,25 @@ def test_step_ca_token_then_sign_once(
     assert _names(leaf)[0] == JANE.sub
 
 
+def test_a_new_idp_key_is_fetched_off_the_event_loop(
+    oidc_ca: CA, idp: TestIdP, user: None
+) -> None:
+    """A token signed with a key the CA has not cached: fetching the IdP's keys again must not
+    run on the worker's event loop, which runs signing requests itself (api/inline.py); the
+    request moves to an app thread, the keys are fetched there, and it is served once."""
+    idp.rotate()
+    token = idp.id_token()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    cn, names = csr_names(claims, str(JANE.email), [])
+    with oidc_ca.http() as http:
+        resp = http.post("/1.0/sign", json={"csr": _csr(cn, names), "ott": token})
+        assert resp.status_code == 201, resp.text
+        again = http.post("/1.0/sign", json={"csr": _csr(cn, names), "ott": token})
+    assert again.status_code == 401, "the token was burned once, by the app thread's run"
+    log = oidc_ca.log_path.read_text()
+    assert "(unknown kid" in log and "reloaded JWKS" in log
+
+
 def _csr(cn: str, names: list[str]) -> str:
     """A CSR with CN `cn` and SANs `names` split the way step splits them."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(

@@ -49,3 +49,15 @@ def test_waiting_for_another_threads_fetch_would_block(on_the_loop: None) -> Non
     cache = JWKSCache("http://127.0.0.1:9/keys", fetch=lambda _u: Fetched({"keys": [_KEY]}, 1.0))
     with cache._lock, pytest.raises(WouldBlock, match="waiting for JWKS"):  # another fetches
         cache.get("k1")
+
+
+def test_a_refresh_refused_on_the_loop_is_done_by_the_app_thread(on_the_loop: None) -> None:
+    served = [{"keys": []}, {"keys": [_KEY]}]
+    cache = JWKSCache("http://127.0.0.1:9/keys", fetch=lambda _u: Fetched(served.pop(0), 3600.0))
+    run_here_only_fast(None)
+    cache.load()  # at start-up: no keys yet
+    run_here_only_fast(threading.get_ident())
+    with pytest.raises(WouldBlock):
+        cache.get("k1")  # an unknown kid wants a refresh: not here
+    run_here_only_fast(None)  # the request's second run, on an app thread
+    assert [k.kid for k in cache.get("k1")] == ["k1"]
