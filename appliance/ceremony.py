@@ -25,6 +25,7 @@ from appliance.ceremony_record import CeremonyError, public_key_sha256
 from appliance.ceremony_record import verify_record as verify_record
 from appliance.profiles import build_intermediate, build_root
 from keystores import KeyNotFoundError, KeySpec, KeyStore, PublicKey, SigningKey, open_keystore
+from pki.certs import is_ca
 from pki.fingerprint import certificate_fingerprint as certificate_sha256
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "create_root",
     "csr_name",
     "ensure_key",
-    "is_ca",
     "public_key_sha256",
     "same_key",
     "sign_intermediate",
@@ -59,14 +59,6 @@ def ensure_key(store: KeyStore, uri: str, spec: KeySpec) -> tuple[PublicKey, boo
 def same_key(a: PublicKeyTypes | x509.Certificate, b: PublicKeyTypes | x509.Certificate) -> bool:
     """Whether two public keys (or certificates' keys) are the same key."""
     return public_key_sha256(a) == public_key_sha256(b)
-
-
-def is_ca(cert: x509.Certificate) -> bool:
-    """Whether the certificate has basic constraints with CA true."""
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def check_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine
 
@@ -32,6 +31,7 @@ from appliance.db.state import DatabaseError, DatabaseState, inspect_database
 from appliance.signer import IssuerSigner
 from keystores import KeyLocation, KeyStoreError, redact_uri
 from keystores.uri import split_scheme
+from pki.certs import is_ca, issued_by
 from provisioners.base import ProvisionerConfigError
 from provisioners.registry import DisabledProvisioner, ProvisionerRegistry, factory_for
 from provisioners.schema import ProvisionerSchema
@@ -231,38 +231,23 @@ def _check_chain(
 ) -> None:
     """Each certificate of `crt` issued by the next one, the last by a root; all CAs."""
     for cert in intermediates:
-        if not _is_ca(cert):
+        if not is_ca(cert):
             report.problems.append(
                 f"intermediate {_common_name(cert)!r} ({config.crt}) is not a CA certificate"
             )
     for cert, issuer in itertools.pairwise(intermediates):
-        if not _issued_by(cert, issuer):
+        if not issued_by(cert, issuer):
             report.problems.append(
                 f"intermediate {_common_name(cert)!r} ({config.crt}) is not issued by the "
                 f"next certificate of the bundle, {_common_name(issuer)!r}"
             )
             return
     last = intermediates[-1]
-    if not any(_issued_by(last, root) for root in roots):
+    if not any(issued_by(last, root) for root in roots):
         report.problems.append(
             f"intermediate {_common_name(last)!r} ({config.crt}) is not issued by any root "
             f"({', '.join(map(str, config.roots))})"
         )
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _common_name(cert: x509.Certificate) -> str:

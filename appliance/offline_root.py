@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from appliance.ceremony import check_issued_by, is_ca, same_key, utc_now
+from appliance.ceremony import check_issued_by, same_key, utc_now
 from appliance.ceremony_record import (
     CeremonyError,
     append_entry,
@@ -50,6 +50,7 @@ from appliance.pki import (
 )
 from appliance.profiles import hash_for
 from keystores import open_keystore, write_atomic
+from pki.certs import is_ca
 from pki.fingerprint import certificate_fingerprint
 
 __all__ = ["CSRResult", "complete_init", "init_csr", "load_pending"]

@@ -15,11 +15,11 @@ from typing import Any
 
 import typer
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cli.common import CLIError
 from keystores import Attestation, Attester, KeyStoreError, open_keystore
+from pki.certs import issued_by
 
 __all__ = ["attest_command", "verify_attestation_chain"]
 
@@ -35,14 +35,6 @@ def _spki(cert: x509.Certificate) -> bytes:
     return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):  # not this issuer
-        return False
-    return True
-
-
 def verify_attestation_chain(
     chain: list[x509.Certificate], bundle: list[x509.Certificate]
 ) -> x509.Certificate:
@@ -51,13 +43,13 @@ def verify_attestation_chain(
 
     Returns the root reached; raises CLIError when the chain does not verify.
     """
-    if len(chain) < 2 or not _issued_by(chain[0], chain[1]):
+    if len(chain) < 2 or not issued_by(chain[0], chain[1]):
         raise CLIError("the attestation certificate was not issued by the f9 attestation key")
     current = chain[1]
     for _ in range(_MAX_DEPTH):
         for candidate in bundle:
-            if _issued_by(current, candidate):
-                if _issued_by(candidate, candidate):
+            if issued_by(current, candidate):
+                if issued_by(candidate, candidate):
                     return candidate
                 current = candidate
                 break

@@ -1,11 +1,12 @@
 """Certificate helpers the CA and the `step` client share: reading certificate files (a PEM
-bundle, or one DER certificate) and the AKI of what an issuer signs."""
+bundle, or one DER certificate), the AKI of what an issuer signs, and who issued what."""
 
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
-__all__ = ["aki_for", "parse_certificates"]
+__all__ = ["aki_for", "is_ca", "issued_by", "parse_certificates"]
 
 
 def parse_certificates(data: bytes) -> list[x509.Certificate]:
@@ -26,3 +27,20 @@ def aki_for(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(
             issuer.public_key()  # type: ignore[arg-type]
         )
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `cert` names `issuer` as its issuer and carries its valid signature."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):  # not this issuer
+        return False
+    return True
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether the certificate has basic constraints with CA true."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False

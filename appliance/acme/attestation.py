@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from appliance.acme import jws
 from appliance.acme.problems import PREFIX, ACMEProblem
 from keystores.yubikey.attestation import attestation_serial
+from pki.certs import is_ca, issued_by
 from provisioners.acme import ATTESTATION_FORMATS, PERMANENT_IDENTIFIER, ACMEProvisioner
 
 __all__ = [
@@ -233,21 +234,6 @@ def _check_signature(public: Any, signature: bytes, message: bytes) -> None:
         raise _bad("failed to validate signature") from None
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
 def verify_chain(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
@@ -265,13 +251,13 @@ def verify_chain(
         return "x509: certificate has expired or is not yet valid"
 
     def reaches(cert: x509.Certificate, depth: int, seen: tuple[bytes, ...]) -> bool:
-        if any(in_time(r) and _issued_by(cert, r) for r in roots):
+        if any(in_time(r) and issued_by(cert, r) for r in roots):
             return True
         if depth >= _MAX_CHAIN:
             return False
         for ca in intermediates:
             fp = ca.fingerprint(hashes.SHA256())
-            if fp in seen or not (_is_ca(ca) and in_time(ca) and _issued_by(cert, ca)):
+            if fp in seen or not (is_ca(ca) and in_time(ca) and issued_by(cert, ca)):
                 continue
             if reaches(ca, depth + 1, (*seen, fp)):
                 return True
