@@ -270,13 +270,9 @@ class JWKSCache:
             self._lock.release()
 
     def _get(self, kid: str | None) -> list[JWK]:
-        # Before a fetch, and before any state changes: on the worker's event loop may_block
-        # raises, and the request is run again on an app thread, which must find the cache
-        # as it was (pki/blocking.py).
         now = self._clock()
         reloaded = False
         if (not self._loaded or now >= self._expires_at) and now >= self._retry_after:
-            may_block(f"reloading JWKS {self.url}")
             reloaded = self._try_reload("cache expired")
         found = self._match(kid)
         if found or kid is None or reloaded or now < self._retry_after:
@@ -285,9 +281,8 @@ class JWKSCache:
             now - self._last_kid_refresh < self._refresh_interval
         ):
             return found
-        may_block(f"reloading JWKS {self.url}")
-        self._last_kid_refresh = now
         self._try_reload(f"unknown kid {kid!r}")
+        self._last_kid_refresh = now  # after: a reload refused on the loop leaves no trace
         return self._match(kid)
 
     @property
@@ -314,6 +309,9 @@ class JWKSCache:
         return True
 
     def _reload(self) -> None:
+        # Before anything changes: on the worker's event loop this raises, and the request
+        # runs again on an app thread, which must find the cache as it was (pki/blocking.py).
+        may_block(f"reloading JWKS {self.url}")
         self.fetches += 1
         try:
             fetched = self._fetch(self.url)

@@ -11,7 +11,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -67,7 +67,7 @@ class _Request:
 class DeferredCommit:
     """A batch of issuances on one thread that commit together when the batch ends.
 
-    For the worker's event loop (api/worker.py), which runs the signing requests that are
+    For the worker's event loop (api/inline.py), which runs the signing requests that are
     ready at once, one after the other, and answers them only after `close`: the first
     issuance takes the writer lock and begins the transaction, each runs under its own
     savepoint, and `close` commits. `error` is then set if the batch's transaction failed:
@@ -76,7 +76,7 @@ class DeferredCommit:
 
     def __init__(self, issuance: Issuance | None) -> None:
         self._issuance = issuance
-        self._stack: ExitStack | None = None
+        self._open: AbstractContextManager[RawTransaction] | None = None
         self.tx: RawTransaction | None = None
         self.error: BaseException | None = None
 
@@ -86,11 +86,9 @@ class DeferredCommit:
             raise unavailable("database unavailable: the batch's transaction failed")
         if self.tx is None:
             assert self._issuance is not None
-            with ExitStack() as stack:
-                if self._issuance._writer_lock is not None:
-                    stack.enter_context(self._issuance._writer_lock.held())
-                self.tx = stack.enter_context(self._issuance._transaction())
-                self._stack = stack.pop_all()
+            transaction = self._issuance._transaction()
+            self.tx = transaction.__enter__()
+            self._open = transaction
         return self.tx
 
     def fail(self, error: BaseException) -> None:
@@ -106,12 +104,13 @@ class DeferredCommit:
             self.error = exc
 
     def _end(self, error: BaseException | None) -> None:
-        stack, self._stack, self.tx = self._stack, None, None
-        if stack is not None:
-            if error is None:
-                stack.close()
-            else:
-                stack.__exit__(type(error), error, error.__traceback__)
+        transaction, self._open, self.tx = self._open, None, None
+        if transaction is None:
+            return
+        if error is None:
+            transaction.__exit__(None, None, None)  # commits
+        else:  # rolls back
+            transaction.__exit__(type(error), error, error.__traceback__)
 
 
 class Issuance:
@@ -201,13 +200,6 @@ class Issuance:
             raise
 
     def _run_batch(self, requests: list[_Request], jobs: list[Job[x509.Certificate]]) -> None:
-        if self._writer_lock is None:
-            self._run_transaction(requests, jobs)
-            return
-        with self._writer_lock.held():
-            self._run_transaction(requests, jobs)
-
-    def _run_transaction(self, requests: list[_Request], jobs: list[Job[x509.Certificate]]) -> None:
         """Issue `requests` in one transaction; finish every job once the commit is done.
 
         A request that fails (replay, signer error) is undone alone, under its savepoint; a
@@ -242,11 +234,15 @@ class Issuance:
 
     @contextmanager
     def _transaction(self) -> Iterator[RawTransaction]:
-        try:
-            with self._raw.transaction() as tx:
-                yield tx
-        except OperationalError as exc:
-            raise unavailable(f"database unavailable: {exc.orig}") from None
+        """An issuance transaction, under the writer lock on SQLite; a database that fails
+        is `unavailable` (a 503)."""
+        lock = self._writer_lock
+        with lock.held() if lock is not None else nullcontext():
+            try:
+                with self._raw.transaction() as tx:
+                    yield tx
+            except OperationalError as exc:
+                raise unavailable(f"database unavailable: {exc.orig}") from None
 
     def _issue_one(self, tx: RawTransaction, request: _Request, now: datetime) -> x509.Certificate:
         token = request.token
