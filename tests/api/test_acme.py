@@ -5,9 +5,7 @@ server on 127.0.0.1, identifiers refused by policy, revocation by the certificat
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,13 +27,14 @@ from appliance.db.models import acme_challenges
 from provisioners.schema import PolicySchema
 from tests.acme_ca import acme_authority
 from tests.e2e.harness import free_port
+from tests.http_server import QuietHandler, serving
 
 NAME = "www.acme.test"
 PROBLEM = "urn:ietf:params:acme:error:"
 BASE = "https://127.0.0.1:9/acme/acme"
 
 
-class Challenges(http.server.BaseHTTPRequestHandler):
+class Challenges(QuietHandler):
     """Serves the key authorizations in `answers` (token -> text)."""
 
     answers: ClassVar[dict[str, str]] = {}
@@ -43,25 +42,14 @@ class Challenges(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         token = self.path.rsplit("/", 1)[-1]
         body = self.answers.get(token, "").encode()
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(body, 200 if body else 404)
 
 
 @pytest.fixture(scope="module")
 def http01_port() -> Iterator[int]:
     port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Challenges)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield port
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Challenges, port=port):
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ names resolve through the test DNS server or the `hosts` map."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -20,6 +18,7 @@ from provisioners.schema import ACMESchema, parse_provisioner
 from tests.acme_dns import DNSServer
 from tests.acme_tlsalpn import ChallengeServer, challenge_certificate
 from tests.e2e.harness import free_port
+from tests.http_server import QuietHandler, serving
 
 NAME = "v.stepstone.test"
 TOKEN = "tok"
@@ -51,33 +50,19 @@ def server() -> Iterator[DNSServer]:
         yield srv
 
 
-class _Answer(http.server.BaseHTTPRequestHandler):
+class _Answer(QuietHandler):
     seen: ClassVar[list[tuple[str, str]]] = []
 
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers["Host"]))
-        body = KEY_AUTH.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(KEY_AUTH.encode())
 
 
 @pytest.fixture
 def web() -> Iterator[int]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
     _Answer.seen = []
-    try:
+    with serving(_Answer) as srv:
         yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join()
 
 
 def test_http01_finds_the_name_through_the_resolver_and_the_flag_port(
@@ -146,7 +131,7 @@ def test_strict_fqdn_makes_names_absolute_for_the_system_resolver() -> None:
     )
 
 
-class _Redirect(http.server.BaseHTTPRequestHandler):
+class _Redirect(QuietHandler):
     """Redirects (one to follow, others not to), a body far larger than any key
     authorization, and one sent a byte at a time."""
 
@@ -163,7 +148,7 @@ class _Redirect(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path == "/moved":
-            self._body(KEY_AUTH.encode())
+            self.send_body(KEY_AUTH.encode())
         elif self.path == "/drip":
             self.send_response(200)
             self.send_header("Content-Length", "100")
@@ -185,28 +170,11 @@ class _Redirect(http.server.BaseHTTPRequestHandler):
             except OSError:  # the CA stopped reading, as it should
                 pass
 
-    def _body(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def redirecting() -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Redirect) as srv:
         yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join()
 
 
 def test_http01_follows_a_redirect_and_reads_a_bounded_body(redirecting: str) -> None:

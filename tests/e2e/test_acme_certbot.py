@@ -10,12 +10,10 @@ One CA serves the module: provisioner `acme` (open) and `eab` (requireEAB, its k
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +22,7 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.harness import CA, HOST, PROVISIONER, CAFactory, free_port, run_step
+from tests.http_server import QuietHandler, serving
 from tests.tools import required
 
 CERTBOT = required("certbot")
@@ -130,35 +129,21 @@ def test_certbot_issues_renews_and_revokes(acme_ca: tuple[CA, int], tmp_path: Pa
     assert "urn:ietf:params:acme:error:alreadyRevoked" in log
 
 
-class _WrongAnswer(http.server.BaseHTTPRequestHandler):
+class _WrongAnswer(QuietHandler):
     """Answers every challenge with a wrong key authorization, and records the paths."""
 
     seen: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
-        body = b"not-the-key-authorization"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(b"not-the-key-authorization")
 
 
 @pytest.fixture
 def wrong_server(acme_ca: tuple[CA, int]) -> Iterator[list[str]]:
-    server = http.server.ThreadingHTTPServer((HOST, acme_ca[1]), _WrongAnswer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _WrongAnswer.seen = []
-    try:
+    with serving(_WrongAnswer, HOST, acme_ca[1]):
         yield _WrongAnswer.seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_wrong_key_authorization_gives_no_certificate(

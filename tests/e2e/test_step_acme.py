@@ -14,8 +14,8 @@ import os
 import socket
 import stat
 import subprocess
-import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from tests.e2e.harness import CA, HOST, OPENSSL, CAFactory, csr_pem, free_port, make_csr, run_step
+from tests.http_server import QuietHandler, serving
 
 NAMES = ("app.test", "www.app.test", "csr.app.test")
 
@@ -107,7 +108,7 @@ def test_standalone_mode_gets_a_certificate(acme_ca: tuple[CA, int], tmp_path: P
         s.listen()
 
 
-class _Static(http.server.SimpleHTTPRequestHandler):
+class _Static(http.server.SimpleHTTPRequestHandler, QuietHandler):
     """A web server already running, serving the webroot; it records what it was asked."""
 
     seen: ClassVar[list[str]] = []
@@ -116,38 +117,17 @@ class _Static(http.server.SimpleHTTPRequestHandler):
         self.seen.append(self.path)
         super().do_GET()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _Wrong(http.server.BaseHTTPRequestHandler):
+class _Wrong(QuietHandler):
     def do_GET(self) -> None:
-        body = b"not-the-key-authorization"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(b"not-the-key-authorization")
 
 
 @pytest.fixture
 def serve(acme_ca: tuple[CA, int]) -> Iterator[Any]:
     """Start a handler on the CA's challenge port; stopped at the end of the test."""
-    servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
-
-    def start(handler: Any) -> None:
-        server = http.server.ThreadingHTTPServer((HOST, acme_ca[1]), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with ExitStack() as servers:
+        yield lambda handler: servers.enter_context(serving(handler, HOST, acme_ca[1]))
 
 
 def test_webroot_mode_with_sans(acme_ca: tuple[CA, int], serve: Any, tmp_path: Path) -> None:
