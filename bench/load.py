@@ -128,17 +128,23 @@ def process_tree(root: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int], main_thread_only: bool = False) -> tuple[float, float]:
-    """User and system CPU seconds used so far by `pids` (fields 14 and 15 of /proc/PID/stat),
-    or by their main threads only (a worker's main thread runs its event loop)."""
+    """User and system CPU seconds used so far by the threads of `pids` (fields 14 and 15 of
+    /proc/PID/task/TID/stat), or by their main threads only (a worker's main thread runs its
+    event loop). Thread by thread for both, so the main threads' share can never come out
+    larger than the whole: a process's own figures are rounded to ticks separately."""
     user = system = 0
     for pid in pids:
-        stat = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
         try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            tids = [pid] if main_thread_only else [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         except OSError:
             continue
-        user += int(fields[11])
-        system += int(fields[12])
+        for tid in tids:
+            try:
+                fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            user += int(fields[11])
+            system += int(fields[12])
     return user / TICKS, system / TICKS
 
 
@@ -311,8 +317,10 @@ def measure(server: Server, label: str, count: int, clients: int, warmup: int) -
     user0, system0 = cpu_seconds(pids)
     front0 = sum(cpu_seconds(workers, main_thread_only=True))
     elapsed, latencies, client_cpu = run_load(server, bodies, clients)
-    user1, system1 = cpu_seconds(pids)
+    # The loops' window inside the processes' (read after them at the start, before them at
+    # the end): where the loop does all of the work, `front` must not come out larger.
     front1 = sum(cpu_seconds(workers, main_thread_only=True))
+    user1, system1 = cpu_seconds(pids)
     server_cpu = (user1 - user0) + (system1 - system0)
     user, system = (user1 - user0) * 1000 / count, (system1 - system0) * 1000 / count
     return Result(
