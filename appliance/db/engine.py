@@ -63,6 +63,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Statement journals (one per savepoint: each issuance has one) stay in memory. SQLite
+    # otherwise opens, writes and unlinks a file in /var/tmp per transaction once a journal
+    # passes 64 KiB: copies of the database's pages on disk outside STEPPATH, and 40% of the
+    # write system calls of a signing load (make bench: system CPU per certificate 0.26 ->
+    # 0.21 ms).
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
