@@ -12,6 +12,8 @@ again, so the same store and signer objects keep working.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -238,27 +240,57 @@ def _reason(exc: BaseException) -> str:
 T = TypeVar("T")
 
 
+def _openssl_error_clearer() -> Callable[[], None]:
+    """OpenSSL's ERR_clear_error, for the libcrypto this process shares with Python's ssl.
+
+    Why: a PKCS#11 module built on OpenSSL (SoftHSM2 is) can leave entries on OpenSSL's
+    per-thread error queue (SoftHSM2 does when it opens a session). Python's ssl module does
+    not clear that queue before a read, and OpenSSL's SSL_get_error then reports the stale
+    entry as the failure of the thread's next non-blocking TLS read: a dropped connection.
+    Neither ssl nor cryptography exposes ERR_clear_error, hence ctypes. Without a libcrypto
+    to load there is nothing to clear."""
+    for name in ("libcrypto.so.3", ctypes.util.find_library("crypto")):
+        if name:
+            try:
+                clear: Callable[[], None] = ctypes.CDLL(name).ERR_clear_error
+            except (OSError, AttributeError):
+                continue
+            return clear
+    return lambda: None
+
+
+_clear_openssl_errors = _openssl_error_clearer()
+
+
 def run(selector: TokenSelector, pin: str | None, work: Callable[[Connection], T]) -> T:
     """Run `work` on the token's session under the process lock, turning a lost token or
     session into KeyStoreUnavailableError (after dropping the state so the next call reopens)
-    and any other PKCS#11 error into a one-line KeyStoreError."""
+    and any other PKCS#11 error into a one-line KeyStoreError. The calling thread's OpenSSL
+    error queue is left empty (see `_openssl_error_clearer`)."""
     with _LOCK:
         try:
-            return work(_connect(selector, pin))
-        except KeyVanished as exc:
-            _lose(selector, str(exc))
-        except p11.PKCS11Error as exc:
-            not_logged_in = isinstance(exc, p11.UserNotLoggedIn)
-            if not_logged_in and pin is None:
-                raise KeyStoreError(
-                    f"PKCS#11 token {selector.describe()} needs a login: "
-                    "give pin-value or pin-source"
-                ) from None
-            if not_logged_in or isinstance(exc, _LOST_ERRORS) or type(exc) is p11.PKCS11Error:
-                _lose(selector, _reason(exc))
+            return _run(selector, pin, work)
+        finally:
+            _clear_openssl_errors()
+
+
+def _run(selector: TokenSelector, pin: str | None, work: Callable[[Connection], T]) -> T:
+    try:
+        return work(_connect(selector, pin))
+    except KeyVanished as exc:
+        _lose(selector, str(exc))
+    except p11.PKCS11Error as exc:
+        not_logged_in = isinstance(exc, p11.UserNotLoggedIn)
+        if not_logged_in and pin is None:
             raise KeyStoreError(
-                f"PKCS#11 error on token {selector.describe()}: {_reason(exc)}"
+                f"PKCS#11 token {selector.describe()} needs a login: "
+                "give pin-value or pin-source"
             ) from None
+        if not_logged_in or isinstance(exc, _LOST_ERRORS) or type(exc) is p11.PKCS11Error:
+            _lose(selector, _reason(exc))
+        raise KeyStoreError(
+            f"PKCS#11 error on token {selector.describe()}: {_reason(exc)}"
+        ) from None
 
 
 def _lose(selector: TokenSelector, reason: str) -> NoReturn:

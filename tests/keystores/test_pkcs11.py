@@ -6,6 +6,7 @@ Signatures made in the token are checked by OpenSSL (`verify -x509_strict`, `req
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import subprocess
@@ -400,6 +401,20 @@ def test_ecdsa_details(store: Pkcs11KeyStore) -> None:
         key.exchange(ec.ECDH(), ec.generate_private_key(ec.SECP256R1()).public_key())
     with pytest.raises(NonExtractableKeyError):
         key.private_numbers()
+
+
+def test_the_openssl_error_queue_is_left_empty(store: Pkcs11KeyStore) -> None:
+    """SoftHSM2 leaves an entry on OpenSSL's per-thread error queue when it opens a session;
+    Python's ssl would report it as the failure of this thread's next non-blocking TLS read
+    (the worker's event loop signs). The store clears the queue after each call."""
+    libcrypto = ctypes.CDLL("libcrypto.so.3")
+    libcrypto.ERR_peek_error.restype = ctypes.c_ulong
+    libcrypto.ERR_clear_error()
+    store.create_key("pkcs11:id=01;object=p256", KeySpec("EC", "P-256"))
+    assert libcrypto.ERR_peek_error() == 0
+    key = store.signer("pkcs11:id=01")
+    key.sign(b"data", ec.ECDSA(hashes.SHA256()))
+    assert libcrypto.ERR_peek_error() == 0
 
 
 def test_rsa_paddings(store: Pkcs11KeyStore) -> None:
