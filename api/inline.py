@@ -1,21 +1,27 @@
-"""Signing requests run on the worker's event loop itself, in batches that share one commit.
+"""Signing requests run in batches that share one commit, on the event loop or one thread.
 
-Why (measured, README "Benchmarks"): handing a request to an app thread and its answer back
+Why (measured, README "Benchmarks"): handing each request to an app thread and its answer back
 costs a queue, a wake-up of the loop and GIL hand-offs between five threads, a sizeable share
-of a certificate's CPU. With the CA's key in a file the signing routes do no blocking I/O, so
-the loop runs them itself: the requests that became ready together run one after the other;
-their issuances share one transaction (Repository.deferred) and their answers leave only after
-its commit, so no certificate is handed out before it is stored. If the commit fails, every
-success of the batch is answered 503 instead.
+of a certificate's CPU. So the signing requests that became ready together run one after the
+other as a batch: their issuances share one transaction (Repository.deferred) and their
+answers leave only after its commit, so no certificate is handed out before it is stored. If
+the commit fails, every success of the batch is answered 503 instead.
 
-Code that would block (a JWKS fetch) raises pki.blocking.WouldBlock on the loop's thread
-before anything is written; that request goes to the app threads as every other route does.
+Where a batch runs: with the CA's key in a file or a PKCS#11 token the signing routes wait on
+nothing slow (a file key signs in microseconds, SoftHSM2 in about 0.25 ms), so the loop runs
+the batch itself. A YubiKey takes tens of milliseconds per signature, which the loop must not
+wait out: its batches run on one thread of their own, one at a time, and the requests that
+become ready meanwhile form the next batch.
+
+Code that would block (a JWKS fetch) raises pki.blocking.WouldBlock on either thread before
+anything is written; that request goes to the app threads as every other route does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
@@ -38,7 +44,7 @@ log = logging.getLogger(__name__)
 #: CPU (an fsync and a dozen WAL pages), measured worth the wait (README "Benchmarks").
 LINGER_SECONDS = 0.001
 
-#: The routes that may run on the loop: they sign with the CA's key and write one issuance.
+#: The routes that run in batches: they sign with the CA's key and write one issuance.
 INLINE_PATHS = frozenset(
     prefix + path
     for prefix in ("", "/1.0")
@@ -47,21 +53,20 @@ INLINE_PATHS = frozenset(
 
 
 class InlineRoutes:
-    """Which requests an authority lets the loop run, and the batch their writes share."""
+    """Which requests an authority lets run in batches, where, and the batch they share."""
 
     def __init__(self, authority: Authority) -> None:
         self._repository = authority.repository
-        # Only a key in a file signs on the loop. A YubiKey takes tens of milliseconds per
-        # signature, which the loop would wait out; and a PKCS#11 module is a vendor's
-        # library that may block, or (SoftHSM2 does) leave entries on OpenSSL's per-thread
-        # error queue, which Python's ssl then reports as the failure of the loop's next TLS
-        # read (a dropped connection). Such CAs sign on the app threads. So do CAs on
-        # PostgreSQL, where each issuance commits alone and its round trips would hold the
-        # loop (measured slower there).
-        self.enabled = (
-            not authority.issuer_signer.hardware
-            and authority.repository.engine.dialect.name == "sqlite"
-        )
+        # Batches need SQLite. On PostgreSQL each issuance commits alone (writers there do
+        # not exclude each other), so a batch would only queue its requests behind one
+        # another's round trips: those CAs sign on the app threads (measured slower batched).
+        self.enabled = authority.repository.engine.dialect.name == "sqlite"
+        # A key in a file or a PKCS#11 token signs on the loop (measured: for SoftHSM2, 15%
+        # less CPU per certificate and half the p99 of the app threads). A YubiKey's batches
+        # run on a thread of their own (InlineRequests). An HSM on the network holds the loop
+        # for its round trip, as the batch's commit does for its fsync; its signatures are
+        # one at a time per process anyway (one PKCS#11 session per token).
+        self.on_loop = not authority.issuer_signer.location.slow_signer
 
     def accepts(self, environ: dict[str, Any]) -> bool:
         return (
@@ -74,8 +79,13 @@ class InlineRoutes:
         return self._repository.deferred()
 
 
+_Ready = list[tuple["Connection", dict[str, Any]]]
+_Answers = list[tuple["Connection", "Response | BaseException"]]
+
+
 class InlineRequests:
-    """Runs accepted requests on the loop in batches; everything else goes to `threads`."""
+    """Runs accepted requests in batches (on the loop, or on the batch thread when
+    `routes.on_loop` is false); everything else goes to `threads`."""
 
     def __init__(
         self,
@@ -90,17 +100,25 @@ class InlineRequests:
         self.threads = threads
         self.routes = routes
         self.connections = connections
-        self._ready: list[tuple[Connection, dict[str, Any]]] = []
+        self._ready: _Ready = []
         self._timer: asyncio.TimerHandle | None = None
-        run_here_only_fast(threading.get_ident())
+        self._batch_thread: _BatchThread | None = None
+        self._running = False  # a batch is on the batch thread
+        fast = [threading.get_ident()]
+        if not routes.on_loop:
+            self._batch_thread = _BatchThread(self._run_batch, self._batch_done, loop)
+            fast.append(self._batch_thread.ident)
+        run_here_only_fast(*fast)
 
     def submit(self, connection: Connection, environ: dict[str, Any]) -> None:
-        """From the loop: run the request, here or on an app thread."""
+        """From the loop: run the request, in a batch or on an app thread."""
         if not self.routes.accepts(environ):
             self.threads.submit(connection, environ)
             return
         ready = self._ready
         ready.append((connection, environ))
+        if self._running:  # the batch under way takes these along when it ends
+            return
         if len(ready) >= len(self.connections):  # no other connection can join this batch
             if self._timer is not None:
                 self._timer.cancel()
@@ -109,14 +127,36 @@ class InlineRequests:
         elif self._timer is None and len(ready) == 1:
             self._timer = self.loop.call_later(LINGER_SECONDS, self._run_ready)
 
+    def close(self) -> None:
+        """Let the batch thread end once its batch is done (it is a daemon)."""
+        if self._batch_thread is not None:
+            self._batch_thread.close()
+
     def _run_ready(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._running:
+            return
         ready, self._ready = self._ready, []
         if not ready:  # already run, by the other of the timer and a full batch
             return
-        answers: list[tuple[Connection, Response | BaseException]] = []
+        if self._batch_thread is None:
+            _answer(self._run_batch(ready))
+        else:
+            self._running = True
+            self._batch_thread.put(ready)
+
+    def _batch_done(self, answers: _Answers) -> None:
+        """On the loop: the batch thread's answers; the requests that waited go next."""
+        self._running = False
+        _answer(answers)
+        if self._ready:
+            self._run_ready()
+
+    def _run_batch(self, ready: _Ready) -> _Answers:
+        """Run a batch in one deferred commit (on the loop or the batch thread)."""
+        answers: _Answers = []
         with self.routes.deferred() as batch:
             for connection, environ in ready:
                 try:
@@ -135,11 +175,51 @@ class InlineRequests:
                 batch.error,
             )
             answers = [(c, _withheld(outcome)) for c, outcome in answers]
-        for connection, outcome in answers:
+        return answers
+
+
+class _BatchThread:
+    """One thread that runs batches, one at a time, and hands their answers to the loop."""
+
+    def __init__(
+        self,
+        run: Callable[[_Ready], _Answers],
+        done: Callable[[_Answers], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._run, self._done, self._loop = run, done, loop
+        self._batches: queue.SimpleQueue[_Ready | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="batches", daemon=True)
+        self._thread.start()
+        assert self._thread.ident is not None
+        self.ident: int = self._thread.ident
+
+    def put(self, ready: _Ready) -> None:
+        self._batches.put(ready)
+
+    def close(self) -> None:
+        self._batches.put(None)
+
+    def _serve(self) -> None:
+        while (ready := self._batches.get()) is not None:
+            answers: _Answers
             try:
-                connection.respond(outcome)
-            except Exception:  # one connection's failure must not strand the others
-                log.exception("answering a request failed")
+                answers = self._run(ready)
+            except BaseException as exc:  # answered as a 500 each by the loop
+                answers = [(connection, exc) for connection, _ in ready]
+            del ready
+            try:
+                self._loop.call_soon_threadsafe(self._done, answers)
+            except RuntimeError:  # the loop is closed: the worker is exiting
+                return
+
+
+def _answer(answers: _Answers) -> None:
+    for connection, outcome in answers:
+        try:
+            connection.respond(outcome)
+        except Exception:  # one connection's failure must not strand the others
+            log.exception("answering a request failed")
 
 
 def _withheld(outcome: Response | BaseException) -> Response | BaseException:

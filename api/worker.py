@@ -163,15 +163,19 @@ class FrontWorker(Worker):  # type: ignore[misc]
         asyncio.set_event_loop(self.loop)
         self.app_threads = AppThreads(self.loop, self.wsgi, self.cfg.threads)
         self.dispatch = self.app_threads.submit
+        batches: InlineRequests | None = None
         routes = getattr(self.app, "inline_routes", None)
         if callable(routes) and isinstance(inline := routes(), InlineRoutes) and inline.enabled:
-            self.dispatch = InlineRequests(
+            batches = InlineRequests(
                 self.loop, self.wsgi, self.app_threads, inline, self.connections
-            ).submit
+            )
+            self.dispatch = batches.submit
         try:
             self.loop.run_until_complete(self._serve())
         finally:
             self.app_threads.close()
+            if batches is not None:
+                batches.close()
             self.loop.close()
 
     def init_signals(self) -> None:

@@ -155,6 +155,17 @@ class KeyLocation:
         """Whether the key is held in a device (see `keystores.is_hardware`)."""
         return is_hardware(self.store_uri)
 
+    @property
+    def slow_signer(self) -> bool:
+        """Whether a signature may take tens of milliseconds: a YubiKey's (through its own
+        store or its PKCS#11 module, ykcs11) or an unknown store's. A file key signs in tens
+        of microseconds and SoftHSM2 in about 0.25 ms; an HSM on the network adds its round
+        trip. The worker's event loop waits for the quick ones (api/inline.py)."""
+        if not self.hardware:
+            return False
+        scheme, _ = split_scheme(self.store_uri)
+        return scheme != "pkcs11" or "ykcs11" in self.store_uri.lower()
+
     def config(self) -> tuple[str, dict[str, str] | None]:
         """ca.json's `key` and `kms` (None when the key's URI is enough)."""
         if self.store is None:

@@ -17,17 +17,18 @@ class WouldBlock(BaseException):
     `except Exception` on the way (falcon's error handlers) turns it into an answer."""
 
 
-_loop_thread: int | None = None
+_fast_threads: frozenset[int] = frozenset()
 
 
-def run_here_only_fast(thread_id: int | None) -> None:
-    """Name the thread (threading.get_ident) that must not block; None: no such thread."""
-    global _loop_thread
-    _loop_thread = thread_id
+def run_here_only_fast(*thread_ids: int | None) -> None:
+    """Name the threads (threading.get_ident) that must not block: the worker's event loop
+    and its batch thread, if any. None, or no argument: no such thread."""
+    global _fast_threads
+    _fast_threads = frozenset(ident for ident in thread_ids if ident is not None)
 
 
 def may_block(what: str) -> None:
-    """Before a call that can block (`what` says which): raises WouldBlock on the loop's
-    thread, returns at once anywhere else."""
-    if _loop_thread is not None and threading.get_ident() == _loop_thread:
+    """Before a call that can block (`what` says which): raises WouldBlock on a thread named
+    by `run_here_only_fast`, returns at once anywhere else."""
+    if threading.get_ident() in _fast_threads:
         raise WouldBlock(what)

@@ -1,6 +1,6 @@
-"""Signing requests on the worker's event loop (api/inline.py): batched, answered only after
-their batch's commit, withheld (503) when it fails, and sent to the app threads when they
-would block or are not signing routes."""
+"""Signing requests in batches (api/inline.py), on the worker's event loop or on its batch
+thread: answered only after their batch's commit, withheld (503) when it fails, and sent to
+the app threads when they would block or are not signing routes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from api.inline import INLINE_PATHS, InlineRequests, InlineRoutes
 from api.worker import AppThreads
 from api.wsgi import Response
 from appliance.db.issuance import DeferredCommit
+from keystores import KeyLocation
 from pki.blocking import may_block, run_here_only_fast
 
 
@@ -32,11 +33,13 @@ def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 class _Routes:
-    """InlineRoutes' two methods: every path but /other runs on the loop."""
+    """InlineRoutes' two methods: every path but /other runs in batches, on the loop or not."""
 
-    def __init__(self, events: list[str]) -> None:
+    def __init__(self, events: list[str], on_loop: bool) -> None:
         self.events = events
         self.fail = False
+        self.on_loop = on_loop
+        self.gate: threading.Event | None = None  # set: a batch waits for it before its commit
 
     def accepts(self, environ: dict[str, Any]) -> bool:
         return bool(environ["PATH_INFO"] != "/other")
@@ -46,6 +49,8 @@ class _Routes:
         batch = DeferredCommit(None)
         self.events.append("begin")
         yield batch
+        if self.gate is not None:
+            assert self.gate.wait(10)
         if self.fail:
             batch.error = RuntimeError("disk I/O error")
         self.events.append("commit")
@@ -66,9 +71,9 @@ class _Connection:
 class _Loop:
     """An event loop on a thread of its own, with InlineRequests made on it."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, on_loop: bool = True) -> None:
         self.events: list[str] = []
-        self.routes = _Routes(self.events)
+        self.routes = _Routes(self.events, on_loop)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -80,7 +85,12 @@ class _Loop:
     async def _make(self) -> InlineRequests:
         return InlineRequests(self.loop, _app, self.threads, self.routes, self.open)  # type: ignore[arg-type]
 
-    def send(self, *paths: str) -> list[_Connection]:
+    @property
+    def batch_thread(self) -> str:
+        """The name of the thread that runs the batches."""
+        return self.thread.name if self.routes.on_loop else "batches"
+
+    def send(self, *paths: str, wait: bool = True) -> list[_Connection]:
         """Submit one request per path in one turn of the loop; wait for every answer."""
         conns = [_Connection(p, self.events) for p in paths]
 
@@ -90,21 +100,22 @@ class _Loop:
                 self.inline.submit(conn, environ)  # type: ignore[arg-type]
 
         self.loop.call_soon_threadsafe(submit_all)
-        for conn in conns:
+        for conn in conns if wait else ():
             assert conn.done.wait(10), f"{conn.name} was never answered"
         return conns
 
     def close(self) -> None:
         self.threads.close()
+        self.inline.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
         run_here_only_fast(None)
 
 
-@pytest.fixture
-def two() -> Iterator[_Loop]:
-    loop = _Loop(connections=2)
+@pytest.fixture(params=[True, False], ids=["on the loop", "on the batch thread"])
+def two(request: pytest.FixtureRequest) -> Iterator[_Loop]:
+    loop = _Loop(connections=2, on_loop=request.param)
     yield loop
     loop.close()
 
@@ -123,7 +134,7 @@ def test_ready_requests_share_a_batch_and_are_answered_after_its_commit(two: _Lo
     a, b = two.send("/a", "/b")
     assert two.events == ["begin", "commit", "answer /a", "answer /b"]
     assert _status(a) == _status(b) == "201 Created"
-    assert _ran_on(a) == _ran_on(b) == two.thread.name, "run on the event loop's thread"
+    assert _ran_on(a) == _ran_on(b) == two.batch_thread
 
 
 def test_a_lone_request_waits_briefly_for_company_then_runs(two: _Loop) -> None:
@@ -147,7 +158,29 @@ def test_a_request_that_would_block_moves_to_an_app_thread(two: _Loop) -> None:
     blocked, fast = two.send("/block", "/a")
     assert _status(blocked) == "201 Created"
     assert _ran_on(blocked) == "app_0"
-    assert _ran_on(fast) == two.thread.name
+    assert _ran_on(fast) == two.batch_thread
+
+
+def test_requests_ready_while_the_batch_thread_works_form_the_next_batch() -> None:
+    loop = _Loop(connections=3, on_loop=False)
+    try:
+        loop.routes.gate = threading.Event()
+        (first,) = loop.send("/first", wait=False)  # lingers 1 ms, then holds the thread
+        deadline = 100
+        while "begin" not in loop.events and deadline:
+            threading.Event().wait(0.01)
+            deadline -= 1
+        second, third = loop.send("/second", "/third", wait=False)
+        threading.Event().wait(0.05)  # the loop stays free: both are read, neither runs
+        assert loop.events == ["begin"]
+        loop.routes.gate.set()
+        for conn in (first, second, third):
+            assert conn.done.wait(10)
+        assert loop.events == [
+            "begin", "commit", "answer /first", "begin", "commit", "answer /second", "answer /third"
+        ]
+    finally:
+        loop.close()
 
 
 def test_other_routes_run_on_the_app_threads(two: _Loop) -> None:
@@ -166,18 +199,26 @@ def test_the_signing_routes_are_the_inline_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("hardware", "database", "inline"),
-    [(False, "sqlite", True), (True, "sqlite", False), (False, "postgresql", False)],
+    ("key", "database", "inline", "on_loop"),
+    [
+        ("/ca/secrets/intermediate_ca_key", "sqlite", True, True),
+        ("pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=ca;id=01", "sqlite", True, True),
+        ("pkcs11:module-path=/usr/lib/libykcs11.so;id=02", "sqlite", True, False),
+        ("yubikey:slot-id=9c", "sqlite", True, False),
+        ("/ca/secrets/intermediate_ca_key", "postgresql", False, True),
+        ("yubikey:slot-id=9c", "postgresql", False, False),
+    ],
 )
-def test_only_a_file_key_with_sqlite_signs_on_the_loop(
-    hardware: bool, database: str, inline: bool
+def test_sqlite_cas_batch_and_a_yubikey_signs_off_the_loop(
+    key: str, database: str, inline: bool, on_loop: bool
 ) -> None:
     authority = SimpleNamespace(
-        issuer_signer=SimpleNamespace(hardware=hardware),
+        issuer_signer=SimpleNamespace(location=KeyLocation.split(key)),
         repository=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name=database))),
     )
     routes = InlineRoutes(authority)  # type: ignore[arg-type]
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/1.0/sign"}
     assert routes.enabled is inline
+    assert routes.on_loop is on_loop
     assert routes.accepts(environ) is inline
     assert not routes.accepts({**environ, "REQUEST_METHOD": "GET"})

@@ -94,6 +94,21 @@ def test_is_hardware(uri: str, hardware: bool) -> None:
     assert is_hardware(uri) is hardware
 
 
+@pytest.mark.parametrize(
+    ("uri", "slow"),
+    [
+        ("/ca/k", False),
+        ("softkms:path=/k", False),
+        ("pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=ca;id=01", False),
+        ("pkcs11:module-path=/usr/lib/x86_64-linux-gnu/libykcs11.so.2;id=02", True),
+        ("yubikey:slot-id=9c", True),
+        ("awskms:key-id=x", True),  # unknown: the cautious answer
+    ],
+)
+def test_slow_signers_are_yubikeys_and_unknown_stores(uri: str, slow: bool) -> None:
+    assert KeyLocation.split(uri).slow_signer is slow
+
+
 def test_normalize_key_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert normalize_key_uri("k.key") == str(tmp_path / "k.key")
