@@ -9,7 +9,7 @@ each over one keep-alive HTTPS connection. Measured per scenario:
 - the server's CPU per certificate, user and system, summed over the gunicorn master and its
   workers (read from /proc before and after the load), and the part of it spent in the
   workers' event-loop threads (TLS, HTTP framing, handing requests to the app threads; all
-  of it where the loop signs itself, with a file key and SQLite: api/inline.py);
+  of it where the loop signs itself, with a file or PKCS#11 key and SQLite: api/inline.py);
 - the peak RSS of each worker (VmHWM);
 - the clients' own CPU per request, and how busy the machine was (server + clients, as a
   share of all its cores over the run).
