@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from pki.jose import public_jwk
+from tests.http_server import QuietServer
 
 HOST = "127.0.0.1"
 AWS_TOKEN_PATH = "/latest/api/token"
@@ -338,8 +339,7 @@ class CloudMetadataServer:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._httpd = ThreadingHTTPServer((HOST, 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = QuietServer((HOST, 0), _handler_for(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

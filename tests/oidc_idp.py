@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -29,6 +29,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.jose import public_jwk
+from tests.http_server import QuietServer
 from tests.oidc_idp_device import DEVICE_GRANT, DeviceGrants
 
 HOST = "127.0.0.1"
@@ -117,7 +118,7 @@ class TestIdP:
         self.issuer_override: str | None = None
         self.deny_login = False
         self.device = DeviceGrants(self)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -128,8 +129,7 @@ class TestIdP:
         class Handler(_Handler):
             provider = idp
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = QuietServer((HOST, 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -13,10 +13,9 @@ import ipaddress
 import re
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from typer.testing import CliRunner
 from cli.certificate import app
 from cli.verify_hostname import go_hostname_problem
 from cli.verify_inputs import Cert
+from tests.http_server import QuietServer, serve
 
 runner = CliRunner()
 NOW = datetime.datetime.now(datetime.UTC)
@@ -315,32 +315,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        del request, client_address  # clients that hang up mid-handshake are expected
-
-
-@contextlib.contextmanager
-def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def responder(pki: PKI) -> Iterator[Responder]:
     state = Responder(pki)
     handler = type("Handler", (_Handler,), {"responder": state})
-    server = _Server(("127.0.0.1", 0), handler)
+    server = QuietServer(("127.0.0.1", 0), handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    with _serving(server):
+    with serve(server, 0.05):
         yield state
 
 
@@ -773,11 +754,11 @@ def _tls_server(responder: Responder, certfile: str, keyfile: str) -> Iterator[i
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
     handler = type("Handler", (_Handler,), {"responder": responder})
-    server = _Server(("127.0.0.1", 0), handler)
+    server = QuietServer(("127.0.0.1", 0), handler)
     server.socket = context.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False
     )
-    with _serving(server):
+    with serve(server, 0.05):
         yield server.server_address[1]
 
 
