@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -166,12 +167,16 @@ def test_requests_ready_while_the_batch_thread_works_form_the_next_batch() -> No
     try:
         loop.routes.gate = threading.Event()
         (first,) = loop.send("/first", wait=False)  # lingers 1 ms, then holds the thread
-        deadline = 100
-        while "begin" not in loop.events and deadline:
-            threading.Event().wait(0.01)
-            deadline -= 1
+        deadline = time.monotonic() + 10
+        while "begin" not in loop.events and time.monotonic() < deadline:
+            time.sleep(0.01)
         second, third = loop.send("/second", "/third", wait=False)
-        threading.Event().wait(0.05)  # the loop stays free: both are read, neither runs
+
+        async def waiting() -> int:
+            return len(loop.inline._ready)
+
+        # The loop is free while the batch thread works: it answers, and holds both requests.
+        assert asyncio.run_coroutine_threadsafe(waiting(), loop.loop).result(5) == 2
         assert loop.events == ["begin"]
         loop.routes.gate.set()
         for conn in (first, second, third):
