@@ -97,7 +97,7 @@ class Result:
     system_ms_per_cert: float
     front_ms_per_cert: float
     """Of the CPU, the workers' event-loop threads: TLS, HTTP, handing requests to the app;
-    all of a certificate's work where the loop signs itself (a file key with SQLite)."""
+    all of a certificate's work where the loop signs itself (a file or PKCS#11 key, SQLite)."""
     worker_peak_rss_mb: float
     client_cpu_ms_per_cert: float
     machine_busy: float
